@@ -1,0 +1,1 @@
+"""The export shop: a FastAPI web app and its partner sandboxes."""

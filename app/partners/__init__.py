@@ -1,0 +1,1 @@
+"""Integrations with payment, courier and mail providers."""
