@@ -1,0 +1,19 @@
+"""Fixtures: the sandboxes as real servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from partners_support import WEBHOOK_SECRET, Sandbox
+
+from app.sandbox.payments import create_app as create_payments_app
+from app.sandbox.serving import serving
+
+
+@pytest.fixture()
+async def payments() -> AsyncIterator[Sandbox]:
+    app = create_payments_app(webhook_secret=WEBHOOK_SECRET)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as admin:
+        yield Sandbox(url, app, admin)
