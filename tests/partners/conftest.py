@@ -8,6 +8,7 @@ import httpx
 import pytest
 from partners_support import WEBHOOK_SECRET, Sandbox
 
+from app.sandbox.couriers import create_app as create_couriers_app
 from app.sandbox.payments import create_app as create_payments_app
 from app.sandbox.serving import serving
 
@@ -15,5 +16,12 @@ from app.sandbox.serving import serving
 @pytest.fixture()
 async def payments() -> AsyncIterator[Sandbox]:
     app = create_payments_app(webhook_secret=WEBHOOK_SECRET)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as admin:
+        yield Sandbox(url, app, admin)
+
+
+@pytest.fixture()
+async def couriers() -> AsyncIterator[Sandbox]:
+    app = create_couriers_app(tracking_step_seconds=0, webhook_secret=WEBHOOK_SECRET)
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as admin:
         yield Sandbox(url, app, admin)

@@ -1,0 +1,234 @@
+"""CourierGateway over HTTP: quotes from every courier, shipments with customs, tracking.
+
+Quotes are asked of all couriers at once; a courier that fails is left out
+(and only when every courier failed does `quote` raise CourierUnavailable).
+A shipment is created once per order: the order reference is the
+idempotency key, so a retried "packed" transition never buys two labels.
+Export parcels carry a customs declaration built from the parcel's items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from app.partners import metrics
+from app.partners.interfaces import Parcel, Shipment, ShippingQuote, TrackingEvent
+from app.partners.resilience import CircuitOpen, ProviderFailure, ResilientCaller
+from app.partners.settings import PartnersSettings
+
+log = logging.getLogger(__name__)
+
+
+class CourierUnavailable(Exception):
+    """No courier answered (outage, timeouts, open circuits)."""
+
+
+class ShipmentRejected(Exception):
+    """The courier refused the shipment as asked (bad address, customs, option)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def _problems(response: httpx.Response) -> tuple[str, list[str]]:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}", []
+    problems = [
+        p if isinstance(p, str) else f"{p.get('field')}: {p.get('problem')}"
+        for p in error.get("problems", [])
+    ]
+    return str(error.get("message", response.status_code)), problems
+
+
+def tracking_event_from(data: dict[str, Any]) -> TrackingEvent:
+    return TrackingEvent(
+        status=str(data["status"]),
+        occurred_at=datetime.fromisoformat(data["occurred_at"]),
+        location=str(data.get("location", "")),
+        description=str(data.get("description", "")),
+    )
+
+
+def tracking_update_from_webhook(event: dict[str, Any]) -> tuple[str, str, str, TrackingEvent]:
+    """(courier, tracking number, order reference, event) of a verified `tracking.updated`."""
+    if event.get("type") != "tracking.updated":
+        raise ValueError(f"not a tracking update: {event.get('type')!r}")
+    data = event["data"]
+    update = tracking_event_from(data["event"])
+    metrics.SHIPMENTS.labels(courier=data["courier"], state=update.status).inc()
+    return data["courier"], data["tracking_number"], data["order_reference"], update
+
+
+class HttpCourierGateway:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        couriers: list[str],
+        client: httpx.AsyncClient,
+        caller: ResilientCaller,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._couriers = couriers
+        self._client = client
+        self._caller = caller
+        metrics.declare_shipment_series(couriers)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _send(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; 5xx, 429, timeouts and network errors raise ProviderFailure (retried)."""
+        url = f"{self._base_url}/{courier}{path}"
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderFailure(courier, "timeout", f"no answer in time ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise ProviderFailure(courier, "error", f"unreachable ({exc!r})") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            kind = "timeout" if response.status_code == 504 else "error"
+            raise ProviderFailure(courier, kind, f"HTTP {response.status_code}")
+        return response
+
+    async def _call(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self._caller.call(courier, lambda: self._send(courier, method, path, **kwargs))
+
+    # --- quotes -------------------------------------------------------------
+
+    async def _quote_one(self, courier: str, parcel: Parcel) -> list[ShippingQuote]:
+        response = await self._call(
+            courier,
+            "POST",
+            "/v1/quotes",
+            json={
+                "destination_country": parcel.destination_country,
+                "postal_code": parcel.postal_code,
+                "weight_grams": parcel.weight_grams,
+            },
+        )
+        if response.status_code != 200:
+            log.info("%s gives no quote: %s", courier, _problems(response)[0])
+            return []
+        return [
+            ShippingQuote(
+                courier=courier,
+                service=q["service"],
+                amount_minor=int(q["amount_minor"]),
+                currency=q["currency"],
+                estimated_days=int(q["estimated_days"]),
+            )
+            for q in response.json()["quotes"]
+        ]
+
+    async def quote(self, parcel: Parcel) -> list[ShippingQuote]:
+        answers = await asyncio.gather(
+            *(self._quote_one(c, parcel) for c in self._couriers), return_exceptions=True
+        )
+        quotes: list[ShippingQuote] = []
+        failures = 0
+        for courier, answer in zip(self._couriers, answers, strict=True):
+            if isinstance(answer, CircuitOpen | ProviderFailure):
+                log.warning("no quote from %s: %s", courier, answer)
+                failures += 1
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                quotes.extend(answer)
+        if failures == len(self._couriers):
+            raise CourierUnavailable("no courier answered the quote request")
+        return sorted(quotes, key=lambda q: (q.amount_minor, q.estimated_days))
+
+    # --- shipments ----------------------------------------------------------
+
+    async def create_shipment(
+        self, *, option_id: str, parcel: Parcel, order_reference: str, address: dict[str, str]
+    ) -> Shipment:
+        courier, _, service = option_id.partition(":")
+        if courier not in self._couriers or not service:
+            raise ShipmentRejected(f"unknown shipping option {option_id!r}")
+        body: dict[str, Any] = {
+            "service": service,
+            "order_reference": order_reference,
+            "recipient": {
+                "name": address.get("name", ""),
+                "line1": address.get("line1", ""),
+                "line2": address.get("line2", ""),
+                "city": address.get("city", ""),
+                "postal_code": address.get("postal_code", parcel.postal_code),
+                "country": address.get("country", parcel.destination_country),
+            },
+            "weight_grams": parcel.weight_grams,
+        }
+        if parcel.items:
+            body["customs"] = {
+                "currency": parcel.currency,
+                "declared_value_minor": parcel.declared_value_minor,
+                "items": [
+                    {
+                        "hs_code": item.hs_code,
+                        "description": item.description,
+                        "quantity": item.quantity,
+                        "value_minor": item.value_minor,
+                        "origin_country": item.origin_country,
+                    }
+                    for item in parcel.items
+                ],
+            }
+        try:
+            response = await self._call(
+                courier,
+                "POST",
+                "/v1/shipments",
+                json=body,
+                headers={"Idempotency-Key": f"shipment:{order_reference}"},
+            )
+        except (CircuitOpen, ProviderFailure) as exc:
+            metrics.SHIPMENTS.labels(courier=courier, state="failed").inc()
+            raise CourierUnavailable(f"{courier} could not create the shipment: {exc}") from exc
+        if response.status_code not in (200, 201):
+            metrics.SHIPMENTS.labels(courier=courier, state="failed").inc()
+            message, problems = _problems(response)
+            raise ShipmentRejected(f"{courier} refused the shipment: {message}", problems)
+        data = response.json()
+        if response.status_code == 201:
+            metrics.SHIPMENTS.labels(courier=courier, state="created").inc()
+        return Shipment(
+            courier=courier, tracking_number=data["tracking_number"], label_url=data["label_url"]
+        )
+
+    async def tracking(self, *, courier: str, tracking_number: str) -> list[TrackingEvent]:
+        if courier not in self._couriers:
+            raise ValueError(f"unknown courier {courier!r}")
+        try:
+            response = await self._call(courier, "GET", f"/v1/shipments/{tracking_number}/events")
+        except (CircuitOpen, ProviderFailure) as exc:
+            raise CourierUnavailable(f"{courier} tracking unavailable: {exc}") from exc
+        if response.status_code != 200:
+            raise ShipmentRejected(f"{courier}: {_problems(response)[0]}")
+        return [tracking_event_from(e) for e in response.json()["events"]]
+
+
+def build_courier_gateway(settings: PartnersSettings) -> HttpCourierGateway:
+    """The shop's CourierGateway; close it with `aclose()` when the app stops."""
+    caller = ResilientCaller(
+        attempts=settings.courier_attempts,
+        backoff_initial_seconds=settings.retry_backoff_initial_seconds,
+        backoff_max_seconds=settings.retry_backoff_max_seconds,
+        breaker_failure_threshold=settings.breaker_failure_threshold,
+        breaker_reset_seconds=settings.breaker_reset_seconds,
+    )
+    return HttpCourierGateway(
+        base_url=settings.couriers_base_url,
+        couriers=list(settings.couriers),
+        client=httpx.AsyncClient(timeout=httpx.Timeout(settings.courier_timeout_seconds)),
+        caller=caller,
+    )
