@@ -77,8 +77,8 @@ class PartnersSettings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     mail_from: str = "orders@shop.example"
-    mail_daily_cap: int = Field(default=500, ge=0)  # the provider's daily sending limit
-    mail_per_minute: int = Field(default=30, ge=0)
+    mail_daily_cap: int = Field(default=500, ge=1)  # the provider's daily sending limit
+    mail_per_minute: int = Field(default=30, ge=1)
     mail_quota_timezone: str = "UTC"  # the provider's day boundary
     outbox_batch_size: int = Field(default=20, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from itertools import pairwise
 import uuid
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import httpx
 import pytest
