@@ -32,7 +32,7 @@ class FraudSettings(BaseModel):
 
     usual_amount_min_orders: int = Field(default=3, ge=1)  # history needed to know "usual"
     usual_amount_factor: float = Field(default=5.0, gt=1)  # amount > factor x median
-    unusual_amount_points: int = 35
+    unusual_amount_points: int = 40
 
     country_mismatch_points: int = 25
 

@@ -31,6 +31,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]], log_level: str) -> Non
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_level != "debug":  # aiosmtpd logs every SMTP command at INFO
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def runner() -> None:
         stop = asyncio.Event()

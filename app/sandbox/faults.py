@@ -82,11 +82,6 @@ class FaultBoard:
     def services(self) -> list[str]:
         return list(self._settings)
 
-    def merge(self, other: FaultBoard) -> None:
-        """Take another board's services in (the all-in-one runner shows every sandbox's knobs)."""
-        self._settings.update(other._settings)
-        self._declining |= other._declining
-
     def declines(self, service: str) -> bool:
         return service in self._declining
 

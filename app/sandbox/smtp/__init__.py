@@ -33,8 +33,13 @@ class SmtpSandbox:
         return await start_smtp_server(self.handler, host, port)
 
 
-def create_smtp_sandbox(maildir: Path | None = None) -> SmtpSandbox:
-    """The sink, its fault knobs, the SMTP handler and the admin app, wired together."""
+def create_smtp_sandbox(
+    maildir: Path | None = None, *, faults: FaultBoard | None = None
+) -> SmtpSandbox:
+    """The sink, its fault knobs, the SMTP handler and the admin app, wired together.
+
+    `faults` must know the service "smtp" (the all-in-one runner passes one board).
+    """
     sink = MailSink(maildir)
-    board = FaultBoard([SERVICE])
+    board = faults or FaultBoard([SERVICE])
     return SmtpSandbox(sink, board, SinkHandler(sink, board), create_admin_app(sink, board))
