@@ -1,0 +1,1 @@
+"""AWS Security Hub controls as a Pulumi CrossGuard policy pack (see controls.py)."""
