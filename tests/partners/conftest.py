@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-from partners_support import WEBHOOK_SECRET, Sandbox
+from partners_support import WEBHOOK_SECRET, Sandbox, SmtpSink
 
 from app.sandbox.couriers import create_app as create_couriers_app
 from app.sandbox.payments import create_app as create_payments_app
 from app.sandbox.serving import serving
-from app.sandbox.smtp import ReceivedMessage, SmtpSandbox, create_smtp_sandbox
+from app.sandbox.smtp import create_smtp_sandbox
 
 
 @pytest.fixture()
@@ -27,22 +26,6 @@ async def couriers() -> AsyncIterator[Sandbox]:
     app = create_couriers_app(tracking_step_seconds=0, webhook_secret=WEBHOOK_SECRET)
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as admin:
         yield Sandbox(url, app, admin)
-
-
-@dataclass
-class SmtpSink:
-    host: str
-    port: int
-    sandbox: SmtpSandbox
-    admin: httpx.AsyncClient
-
-    @property
-    def messages(self) -> list[ReceivedMessage]:
-        return self.sandbox.sink.messages
-
-    async def set_faults(self, **knobs: object) -> None:
-        response = await self.admin.put("/admin/faults/smtp", json=knobs)
-        response.raise_for_status()
 
 
 @pytest.fixture()

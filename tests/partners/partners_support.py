@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from app.partners.settings import PartnersSettings
+from app.sandbox.smtp import ReceivedMessage, SmtpSandbox
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
@@ -42,3 +43,19 @@ def fast_settings(**overrides: object) -> PartnersSettings:
     }
     values.update(overrides)
     return PartnersSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class SmtpSink:
+    host: str
+    port: int
+    sandbox: SmtpSandbox
+    admin: httpx.AsyncClient
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        return self.sandbox.sink.messages
+
+    async def set_faults(self, **knobs: object) -> None:
+        response = await self.admin.put("/admin/faults/smtp", json=knobs)
+        response.raise_for_status()

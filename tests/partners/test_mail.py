@@ -7,8 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import SmtpSink
-from partners_support import metric
+from partners_support import SmtpSink, metric
 
 from app.partners.interfaces import MailMessage
 from app.partners.mail import (
