@@ -57,10 +57,73 @@ test: deps lint ## Install what is needed and run the whole suite
 
 # --- partners (app/partners, app/sandbox) -----------------------------------
 
+SANDBOX_HOST ?= 127.0.0.1
+SANDBOX_ADMIN ?= # default: 127.0.0.1 on the topology's partners_metrics port
+
+.PHONY: sandboxes
+sandboxes: deps ## Partners: all sandboxes (payments, couriers, SMTP sink, admin) on the topology ports
+	$(PY) -m app.sandbox --host $(SANDBOX_HOST)
+
+.PHONY: partners-test
+partners-test: deps ## Partners: the partners suite only
+	$(BIN)/pytest -q tests/partners
+
+.PHONY: fault
+fault: ## Partners: turn a sandbox knob, e.g. make fault SERVICE=card-primary KNOBS="outage=true"
+	@test -n "$(SERVICE)" -a -n "$(KNOBS)" || { echo 'usage: make fault SERVICE=<service> KNOBS="knob=value ..."'; exit 2; }
+	$(PY) -m app.sandbox.knobs $(if $(SANDBOX_ADMIN),--admin $(SANDBOX_ADMIN)) set $(SERVICE) $(KNOBS)
+
+.PHONY: faults-reset
+faults-reset: ## Partners: every sandbox knob back to normal
+	$(PY) -m app.sandbox.knobs $(if $(SANDBOX_ADMIN),--admin $(SANDBOX_ADMIN)) reset
+
+
 # --- monitoring (monitoring/, runbooks/) ------------------------------------
+
+.PHONY: rules
+rules: $(STAMP_PY) ## Regenerate the SLO rules from monitoring/slos.yml, and the dashboards
+	$(PY) -m monitoring.slo_rules
+	$(PY) -m monitoring.dashboards
+
+.PHONY: dashboards
+dashboards: $(STAMP_PY) ## Regenerate monitoring/dashboards/*.json from panels.yml
+	$(PY) -m monitoring.dashboards
+
+.PHONY: rules-test
+rules-test: deps ## promtool checks and unit tests of every alert, Alertmanager, runbooks
+	$(BIN)/pytest tests/monitoring/test_alert_rules.py tests/monitoring/test_alertmanager_config.py tests/monitoring/test_runbooks.py -k "not real_alertmanager"
+
+.PHONY: prometheus-config
+prometheus-config: $(STAMP_PY) ## Print prometheus.yml rendered for the lab topology
+	$(PY) -m monitoring.prometheus_config
 
 # --- load tests (loadtests/) ------------------------------------------------
 
+PROFILE ?= smoke
+TARGET ?= http://$(HOST):$(PORT)
+DURATION ?=
+
+.PHONY: loadtest
+loadtest: WORKERS = 0
+loadtest: deps ## Load test: PROFILE=smoke|average|peak|spike|soak|step TARGET=url WORKERS=n DURATION=2m
+	$(PY) -m loadtests run --profile $(PROFILE) --target $(TARGET) --workers $(WORKERS) \
+		$(if $(DURATION),--duration $(DURATION))
+
+.PHONY: loadtest-profiles
+loadtest-profiles: deps ## List the load profiles and their phases
+	$(PY) -m loadtests profiles
+
 # --- infra (infra/) ---------------------------------------------------------
+
+STACK ?= dev
+
+.PHONY: infra-test
+infra-test: deps ## Infra: every stack under Pulumi mocks, Security Hub policies, reachability
+	$(BIN)/pytest -q tests/infra
+
+.PHONY: infra-model
+infra-model: deps ## Infra: the mocked resources of one stack as JSON (STACK=dev|staging|prod)
+	$(PY) tests/infra/mocked_stack.py $(STACK)
+
 
 # --- lab (lab/, playbooks/) -------------------------------------------------
