@@ -1,0 +1,119 @@
+"""runbooks/: a page per alert, each naming its alert, in the five-part shape, with every
+command block syntactically valid (bash -n, Prometheus's parser, PostgreSQL's parser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pglast
+import pytest
+import yaml
+from monitoring_services import run
+from monitoring_support import (
+    REQUIRED_SECTIONS,
+    RUNBOOKS_DIR,
+    alert_names,
+    alerting_rules,
+    code_blocks,
+    promql_statements,
+    runbook_pages,
+)
+
+ALL_PAGES = sorted(RUNBOOKS_DIR.glob("*.md"))
+CHECKED_LANGUAGES = {"bash", "promql", "sql"}
+
+
+def test_every_alert_has_a_page_and_every_page_an_alert() -> None:
+    pages = {page.stem for page in runbook_pages()}
+    assert alert_names() - pages == set(), "alerts without a runbook"
+    assert pages - alert_names() == set(), "runbooks of alerts that do not exist"
+
+
+@pytest.mark.parametrize("page", runbook_pages(), ids=lambda p: p.name)
+def test_page_names_its_alert_and_has_the_five_parts(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == f"# {page.stem}"
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert [h for h in headings if h in REQUIRED_SECTIONS] == list(REQUIRED_SECTIONS)
+    assert any(lang == "promql" for lang, _ in code_blocks(page)), "PromQL to confirm"
+    severity = re.search(r"^Severity: (page|ticket)", text, flags=re.MULTILINE)
+    assert severity, "the page says the alert's severity"
+
+
+@pytest.mark.parametrize("page", runbook_pages(), ids=lambda p: p.name)
+def test_page_states_the_alerts_real_severity_and_team(page: Path) -> None:
+    rule = next(r for r in alerting_rules() if r["alert"] == page.stem)
+    first_lines = "\n".join(page.read_text(encoding="utf-8").splitlines()[:3])
+    assert f"Severity: {rule['labels']['severity']}" in first_lines
+    assert f"Team: {rule['labels']['team']}" in first_lines
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: p.name)
+def test_bold_alert_names_refer_to_existing_alerts(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    mentioned = set(re.findall(r"\*\*([A-Z][a-z]+(?:[A-Z][A-Za-z0-9]*)+)\*\*", text))
+    assert mentioned <= alert_names(), sorted(mentioned - alert_names())
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: p.name)
+def test_every_code_block_is_checked(page: Path) -> None:
+    languages = {lang for lang, _ in code_blocks(page)}
+    assert languages <= CHECKED_LANGUAGES, "label blocks bash, promql or sql"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: p.name)
+def test_bash_blocks_pass_bash_n(page: Path) -> None:
+    for _, body in (b for b in code_blocks(page) if b[0] == "bash"):
+        result = run(["bash", "-n"], input=body)
+        assert result.returncode == 0, f"{result.stderr}\n{body}"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: p.name)
+def test_sql_blocks_parse_with_postgresql_s_parser(page: Path) -> None:
+    for _, body in (b for b in code_blocks(page) if b[0] == "sql"):
+        try:
+            statements = pglast.parse_sql(body)
+        except pglast.parser.ParseError as error:
+            pytest.fail(f"{page.name}: {error}\n{body}")
+        assert statements
+
+
+def test_promql_blocks_parse_in_prometheus(tmp_path: Path) -> None:
+    """promtool parses each expression as a recording rule, with Prometheus's own parser."""
+    rules = []
+    for page in ALL_PAGES:
+        for _, body in (b for b in code_blocks(page) if b[0] == "promql"):
+            for statement in promql_statements(body):
+                rules.append({"record": f"runbook:query_{len(rules)}", "expr": statement})
+    assert len(rules) > 100
+    rule_file = tmp_path / "runbook-queries.yml"
+    rule_file.write_text(
+        yaml.safe_dump({"groups": [{"name": "runbooks", "rules": rules}]}), encoding="utf-8"
+    )
+    result = run(["promtool", "check", "rules", str(rule_file)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promql_check_would_catch_a_typo(tmp_path: Path) -> None:
+    rule_file = tmp_path / "bad.yml"
+    rule_file.write_text(
+        yaml.safe_dump({"groups": [{"name": "x", "rules": [{"record": "x", "expr": "sum(up"}]}]}),
+        encoding="utf-8",
+    )
+    assert run(["promtool", "check", "rules", str(rule_file)]).returncode != 0
+
+
+def test_index_links_every_page() -> None:
+    index = (RUNBOOKS_DIR / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(([\w-]+\.md)\)", index))
+    assert linked == {p.name for p in runbook_pages()} | {"on-call.md"}
+    for link in linked:
+        assert (RUNBOOKS_DIR / link).is_file()
+
+
+def test_on_call_page_covers_silencing_escalation_and_postmortems() -> None:
+    text = (RUNBOOKS_DIR / "on-call.md").read_text(encoding="utf-8")
+    for heading in ("## Silencing", "## Escalating", "## Postmortem"):
+        assert heading in text
+    assert "amtool" in text
