@@ -46,9 +46,10 @@ def _ports_of(rule: dict, protocol_key: str) -> tuple[int, int] | None:
 
 
 class Network:
-    def __init__(self, model: StackModel, with_acls: bool = True) -> None:
+    def __init__(self, model: StackModel, with_acls: bool = True, with_egress: bool = True):
         self.model = model
         self.with_acls = with_acls
+        self.with_egress = with_egress
         self.subnets = {r.id: r for r in model.of_type("aws:ec2/subnet:Subnet")}
         self.tier_of_subnet = {sid: s.tags["tier"] for sid, s in self.subnets.items()}
         self.cidr_of_subnet = {sid: s.inputs["cidrBlock"] for sid, s in self.subnets.items()}
@@ -121,6 +122,8 @@ class Network:
         return found
 
     def _sg_allows(self, group_ids: tuple[str, ...], direction: str, peer: Host, port: int) -> bool:
+        if direction == "egress" and not self.with_egress:
+            return True  # as if every group allowed all egress (the AWS default)
         peer_cidrs = self.cidrs(peer)
         for group, rule_direction, (low, high), peer_group, peer_cidr in self.sg_rules:
             if group not in group_ids or rule_direction != direction or not low <= port <= high:
@@ -307,9 +310,10 @@ def reachability(
     internet_tiers: tuple[str, str],
     endpoint_tier: str,
     with_acls: bool = True,
+    with_egress: bool = True,
 ) -> dict[tuple[str, str], set[tuple[int, int]]]:
     """(source tier, destination tier) -> the TCP port ranges open from any host to any host."""
-    network = Network(model, with_acls)
+    network = Network(model, with_acls, with_egress)
     source_internet, destination_internet = internet_tiers
     by_tier: dict[str, list[Host]] = {t: [] for t in tiers}
     for host in hosts(model, endpoint_tier):

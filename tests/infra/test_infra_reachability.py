@@ -60,6 +60,30 @@ def test_security_groups_alone_open_exactly_the_flows(model: StackModel) -> None
     assert not wrong, f"{model.stack}: security groups alone open {wrong}"
 
 
+def test_security_group_ingress_alone_admits_only_the_flows(model: StackModel) -> None:
+    """Each group's inbound rules hold even if every group let everything out.
+
+    What a group admits from the whole internet it admits from every tier too.
+    """
+    actual = reachability(
+        model,
+        TIERS,
+        (realisation.INTERNET_SOURCE_TIER, realisation.INTERNET_DESTINATION_TIER),
+        realisation.AWS_API_TIER,
+        with_acls=False,
+        with_egress=False,
+    )
+    expected = expected_matrix()
+    world = realisation.INTERNET_SOURCE_TIER
+    wrong = {
+        (src, dst): sorted(actual[(src, dst)])
+        for (src, dst), ports in expected.items()
+        if realisation.INTERNET_DESTINATION_TIER not in (src, dst)
+        and actual[(src, dst)] != ports | expected.get((world, dst), set())
+    }
+    assert not wrong, f"{model.stack}: security group ingress alone admits {wrong}"
+
+
 def test_internet_reaches_only_the_load_balancer_on_web_ports(model: StackModel, matrices) -> None:
     topo = topology.load()
     opened = {dst: ports for (src, dst), ports in matrices[model.stack].items() if src == "public"}
@@ -107,6 +131,28 @@ def test_every_topology_flow_is_realised_or_explained() -> None:
             )
             assert is_realised or (flow.source, flow.destination, port) in accounted
     assert all(f.reason and f.reason != "not mapped" for f in unrealised)
+
+
+# Reviewed by hand: the topology flows (port by port) that AWS does not realise.
+# A new flow the realisation cannot place lands here and fails this test, so
+# it is looked at instead of silently dropped.
+KNOWN_UNREALISED = {
+    ("mgmt", "dmz", "ssh"),
+    ("mgmt", "dmz", "node_exporter"),
+    ("mgmt", "dmz", "haproxy_metrics"),
+    ("mgmt", "data", "ssh"),
+    ("mgmt", "data", "node_exporter"),
+    ("mgmt", "data", "postgres_exporter"),
+    ("mgmt", "data", "redis_exporter"),
+    ("mgmt", "partners", "ssh"),
+    ("mgmt", "partners", "node_exporter"),
+    ("mgmt", "partners", "partners_metrics"),
+}
+
+
+def test_unrealised_flows_are_the_reviewed_ones() -> None:
+    _, unrealised = realisation.split_flows(topology.load())
+    assert {(f.source, f.destination, f.port_name) for f in unrealised} == KNOWN_UNREALISED
 
 
 def test_partners_are_reached_only_over_https_and_smtp_in_aws() -> None:
