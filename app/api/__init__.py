@@ -1,0 +1,1 @@
+"""HTTP routes. Thin: parse and authorize, call app.domain, shape the response."""

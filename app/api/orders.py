@@ -1,0 +1,74 @@
+"""The customer's orders: history, detail, tracking, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from app.api.deps import CurrentUser, ServicesDep
+from app.domain import orders
+from app.domain.orders import OrderStatus
+from app.schemas import OrderList, OrderOut, TrackingEventOut, TrackingOut
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+OrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Page = Annotated[int, Query(ge=1, le=10_000)]
+PageSize = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.get("", response_model=OrderList)
+async def my_orders(
+    user: CurrentUser, services: ServicesDep, page: Page = 1, page_size: PageSize = 20
+) -> OrderList:
+    return await orders.list_orders(
+        services.db, user_id=user.id, status=None, page=page, page_size=page_size
+    )
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def my_order(order_id: OrderId, user: CurrentUser, services: ServicesDep) -> OrderOut:
+    return orders.order_view(await orders.get_order(services.db, order_id, user.id))
+
+
+@router.get("/{order_id}/tracking", response_model=TrackingOut)
+async def tracking(order_id: OrderId, user: CurrentUser, services: ServicesDep) -> TrackingOut:
+    order = await orders.get_order(services.db, order_id, user.id)
+    events = [
+        TrackingEventOut(status=e.to_status, at=e.created_at, description=e.note)
+        for e in order.events
+    ]
+    if order.courier and order.tracking_number:
+        carrier_events = await services.courier.tracking(
+            courier=order.courier, tracking_number=order.tracking_number
+        )
+        events += [
+            TrackingEventOut(
+                status=e.status, at=e.occurred_at, location=e.location, description=e.description
+            )
+            for e in carrier_events
+        ]
+    events.sort(key=lambda e: e.at)
+    return TrackingOut(
+        order_id=order.id,
+        status=order.status,
+        courier=order.courier,
+        tracking_number=order.tracking_number,
+        events=events,
+    )
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    responses={409: {"description": "too late to cancel"}},
+)
+async def cancel(order_id: OrderId, user: CurrentUser, services: ServicesDep) -> OrderOut:
+    return await orders.transition(
+        services.db,
+        services.fulfilment,
+        order_id,
+        OrderStatus.CANCELLED,
+        actor="customer",
+        user_id=user.id,
+    )

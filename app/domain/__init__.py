@@ -1,0 +1,1 @@
+"""Business rules of the shop, independent of HTTP: catalog, cart, checkout, orders, accounts."""

@@ -1,0 +1,125 @@
+"""A small HTTP client of the shop API for tests: accounts, admin set-up, cart, checkout."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.conftest import ShopServer
+
+ADDRESS = {
+    "full_name": "Olena Test",
+    "line1": "Hauptstrasse 1",
+    "city": "Berlin",
+    "postal_code": "10115",
+    "country": "DE",
+}
+APPROVED_CARD = "tok_visa"
+
+
+def unique_email(prefix: str = "customer") -> str:
+    return f"{prefix}-{secrets.token_hex(6)}@example.com"
+
+
+def unique_sku(prefix: str = "T") -> str:
+    return f"{prefix}-{secrets.token_hex(5).upper()}"
+
+
+@dataclass
+class ShopClient:
+    http: httpx.AsyncClient
+    shop: ShopServer
+
+    @staticmethod
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def register(
+        self, email: str | None = None, password: str = "correct horse battery"
+    ) -> str:
+        email = email or unique_email()
+        response = await self.http.post(
+            "/api/auth/register",
+            json={"email": email, "password": password, "full_name": "Test Customer"},
+        )
+        assert response.status_code == 201, response.text
+        return email
+
+    async def login(self, email: str, password: str = "correct horse battery") -> str:
+        response = await self.http.post(
+            "/api/auth/login", json={"email": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    async def customer(self) -> str:
+        """Register a new customer and return an access token."""
+        return await self.login(await self.register())
+
+    async def admin(self) -> str:
+        if self.shop.admin_token is None:
+            self.shop.admin_token = await self.login(
+                self.shop.admin_email, self.shop.admin_password
+            )
+        return self.shop.admin_token
+
+    async def create_product(
+        self, admin_token: str, *, stock: dict[str, int], price: int = 1999, **fields: Any
+    ) -> str:
+        sku = fields.pop("sku", None) or unique_sku()
+        body = {
+            "sku": sku,
+            "name": fields.pop("name", f"Test product {sku}"),
+            "category": "ceramics",
+            "brand": "karpaty-craft",
+            "price": price,
+            "weight_grams": 400,
+            "hs_code": "691200",
+            **fields,
+        }
+        response = await self.http.post(
+            "/api/admin/products", json=body, headers=self.auth(admin_token)
+        )
+        assert response.status_code == 201, response.text
+        for warehouse, quantity in stock.items():
+            response = await self.http.put(
+                f"/api/admin/products/{sku}/stock",
+                json={"warehouse": warehouse, "quantity": quantity},
+                headers=self.auth(admin_token),
+            )
+            assert response.status_code == 200, response.text
+        return sku
+
+    async def add_to_cart(self, token: str, sku: str, quantity: int = 1) -> httpx.Response:
+        return await self.http.put(
+            f"/api/cart/items/{sku}", json={"quantity": quantity}, headers=self.auth(token)
+        )
+
+    async def checkout(
+        self,
+        token: str,
+        *,
+        payment_token: str = APPROVED_CARD,
+        channel: str = "card",
+        shipping_option: str = "shop-post:standard",
+        key: str | None = None,
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/api/checkout",
+            json={
+                "address": ADDRESS,
+                "shipping_option": shipping_option,
+                "payment": {"channel": channel, "token": payment_token},
+            },
+            headers={**self.auth(token), "Idempotency-Key": key or secrets.token_hex(12)},
+        )
+
+    async def product(self, sku: str) -> dict[str, Any]:
+        """The product as stored now (the back office read: uncached)."""
+        admin = await self.admin()
+        response = await self.http.get(f"/api/admin/products/{sku}", headers=self.auth(admin))
+        assert response.status_code == 200, response.text
+        return response.json()

@@ -1,0 +1,384 @@
+"""Root fixtures any suite may reuse: real servers started on loopback, on free ports.
+
+- `postgres_server`: a private PostgreSQL cluster (Debian's postgresql package), initdb'd
+  into a temporary directory, password-authenticated; `create_database()` hands out fresh
+  databases owned by a test role.
+- `redis_server_factory` / `redis_url`: redis-server processes without persistence.
+- `payments_sandbox`: the payment providers' sandbox (app/sandbox/payments) as a process.
+- `shop_factory` / `running_shop`: the shop served exactly as in production
+  (`python -m app.serve`: gunicorn + uvicorn workers, multiprocess metrics), seeded.
+
+Every server stops at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TEST_SEED_PRODUCTS = 300
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+def _pg_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed (make deps installs Debian's postgresql)")
+    return Path(candidates[-1]).parent
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    password: str
+    bindir: Path
+    socket_dir: Path
+    role: str = "shop_test"
+    role_password: str = field(default_factory=lambda: secrets.token_hex(16))
+    _role_created: bool = False
+
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            check=True,
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+        )
+
+    def create_database(self, name: str | None = None) -> str:
+        """A fresh, empty database owned by the test role; returns its async SQLAlchemy URL."""
+        if not self._role_created:
+            self.psql(f"CREATE ROLE {self.role} LOGIN PASSWORD '{self.role_password}'")
+            self._role_created = True
+        name = name or f"shop_{secrets.token_hex(4)}"
+        self.psql(f"CREATE DATABASE {name} OWNER {self.role}")
+        return (
+            f"postgresql+psycopg://{self.role}:{self.role_password}@{self.host}:{self.port}/{name}"
+        )
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = _pg_bindir()
+    base = Path(tempfile.mkdtemp(prefix="shop-pg-"))
+    data, sockets, pwfile = base / "data", base / "sockets", base / "pwfile"
+    password = secrets.token_hex(16)
+    sockets.mkdir()
+    pwfile.write_text(password)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+        shutil.chown(pwfile, "postgres")
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(base / "postgres.log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    server = PostgresServer("127.0.0.1", port, password, bindir, sockets)
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- Redis ------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+@pytest.fixture(scope="session")
+def redis_server_factory() -> Iterator[callable]:
+    servers: list[RedisServer] = []
+
+    def start(port: int | None = None) -> RedisServer:
+        port = port or free_port()
+        proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), 0.2) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+            time.sleep(0.05)
+        else:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        server = RedisServer(port, proc)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --- payment sandbox ----------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_payments_sandbox() -> Sandbox:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "app.sandbox.payments",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/healthz", proc, timeout=30)
+    return Sandbox(url, proc)
+
+
+@pytest.fixture(scope="session")
+def payments_sandbox() -> Iterator[Sandbox]:
+    sandbox = start_payments_sandbox()
+    yield sandbox
+    stop_process(sandbox.process)
+
+
+# --- the shop -------------------------------------------------------------------
+
+
+@dataclass
+class ShopServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    database_url: str
+    admin_email: str
+    admin_password: str
+    log_path: Path
+    admin_token: str | None = None  # cached by clients that log the admin in
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_shop(
+    database_url: str,
+    *,
+    payments_url: str,
+    workers: int = 2,
+    redis_url: str | None = None,
+    seed_products: int = TEST_SEED_PRODUCTS,
+    extra_env: dict[str, str] | None = None,
+) -> ShopServer:
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="shop-run-"))
+    admin_password = secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BIND_HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "SHOP_ADMIN_EMAIL": "admin@shop.test",
+        "SHOP_ADMIN_PASSWORD": admin_password,
+        "SEED_PRODUCTS": str(seed_products),
+        "PARTNERS_PAYMENTS_BASE_URL": payments_url,
+        "LOG_LEVEL": "INFO",
+        # Cheaper argon2 than production (still argon2id): the suite registers many users.
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "8192",
+        "PASSWORD_HASH_PARALLELISM": "1",
+    }
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra_env or {})
+    log_path = workdir / "shop.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "app.serve", "--seed-if-empty"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/readyz", proc, timeout=90)
+    except RuntimeError:
+        stop_process(proc)
+        raise RuntimeError(
+            f"the shop did not start:\n{log_path.read_text(errors='replace')}"
+        ) from None
+    return ShopServer(url, proc, database_url, "admin@shop.test", admin_password, log_path)
+
+
+@pytest.fixture(scope="session")
+def shop_factory(payments_sandbox: Sandbox) -> Iterator[callable]:
+    """Start extra shops: `shop_factory(database_url, **options)`; all stop at session end."""
+    started: list[ShopServer] = []
+
+    def factory(database_url: str, **options: object) -> ShopServer:
+        options.setdefault("payments_url", payments_sandbox.url)
+        shop = start_shop(database_url, **options)  # type: ignore[arg-type]
+        started.append(shop)
+        return shop
+
+    yield factory
+    for shop in started:
+        shop.stop()
+
+
+@pytest.fixture(scope="session")
+def running_shop(shop_factory: callable, tmp_path_factory: pytest.TempPathFactory) -> ShopServer:
+    """One seeded shop on SQLite, served by gunicorn with two workers, for the whole session."""
+    db_path = tmp_path_factory.mktemp("running-shop") / "shop.db"
+    return shop_factory(f"sqlite+aiosqlite:///{db_path}")
