@@ -16,6 +16,8 @@ GENERATOR_SATURATED_PCT = 90.0
 # Share of the available CPU (all cores) above which a CPU counts as exhausted.
 CPU_SATURATED_SHARE = 0.85
 DB_POOL_SATURATED_SHARE = 0.95
+# Cores' worth of CPU used by neither target nor generator, above which the machine is noisy.
+OTHERS_MAJORITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,15 @@ def judge_step(window: WindowStats, limits: Thresholds, min_throughput: float) -
     return StepVerdict(window, not breaches, tuple(breaches))
 
 
+def _others_pct(r: Resources) -> float | None:
+    """CPU (% of one core) the machine spent outside the target and the generator."""
+    if None in (r.machine_cpu_pct, r.target_cpu_pct, r.target_cpu_cores, r.generator_cpu_pct):
+        return None
+    assert r.machine_cpu_pct is not None and r.target_cpu_cores is not None
+    used = r.machine_cpu_pct * r.target_cpu_cores
+    return max(0.0, used - (r.target_cpu_pct or 0.0) - (r.generator_cpu_pct or 0.0))
+
+
 def limiting_resource(window: WindowStats) -> str:
     """What ran out in `window`, from the resources we measured."""
     r = window.resources
@@ -130,6 +141,13 @@ def limiting_resource(window: WindowStats) -> str:
         share = (
             f"target {r.target_cpu_pct:.0f}% of a core, " if r.target_cpu_pct is not None else ""
         )
+        others = _others_pct(r)
+        if others is not None and others >= 100 * OTHERS_MAJORITY:
+            return (
+                f"CPU of this machine ({r.machine_cpu_pct:.0f}% of all cores), mostly taken by "
+                f"other processes ({others:.0f}% of a core besides the target and the "
+                "generator): a noisy machine, repeat the run on a quiet one"
+            )
         return (
             f"CPU of this machine ({r.machine_cpu_pct:.0f}% of all cores; {share}"
             "shared by the shop and the load generator)"

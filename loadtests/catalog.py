@@ -19,8 +19,6 @@ import urllib.request
 from dataclasses import dataclass
 from functools import cache
 
-from app.seed import generate
-
 # The seed `python -m app.seed` uses by default (its --seed); a test keeps them equal.
 SEED = 20_240_824
 MIN_STOCK_TO_BUY = 50  # seeded units across warehouses; purchases take 1-2
@@ -85,6 +83,10 @@ class TestCatalog:
 
 
 def build_catalog(products: int, seed: int = SEED) -> TestCatalog:
+    # Imported here: app.seed pulls in the whole app (seconds of start-up), which
+    # `python -m loadtests` must not pay just to check its arguments.
+    from app.seed import generate
+
     data = generate(products, seed, "EUR")
     rows = data["products"]
     stock: dict[object, int] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -122,10 +123,13 @@ class TargetProbe:
                 self.metrics_url, timeout=SCRAPE_TIMEOUT_S, context=context
             ) as response:
                 return parse_metrics(response.read().decode("utf-8", "replace"))
-        except (OSError, ValueError) as exc:
-            log.info("no resource figures from %s (%s); not asking again", self.metrics_url, exc)
-            self._metrics_ok = False
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403, 404):  # not exported to us: stop asking
+                log.info("no resource figures from %s (%s)", self.metrics_url, exc)
+                self._metrics_ok = False
             return None
+        except (OSError, ValueError):
+            return None  # a busy target may miss one scrape; the next sample tries again
 
     def _local_cpu_pct(self) -> float | None:
         current = {

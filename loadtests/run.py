@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests import safety
+from loadtests.catalog import CatalogUnavailable, product_count
 from loadtests.config import PACKAGE_DIR, REPO_ROOT, ConfigError, load_profiles, parse_duration
 from loadtests.gates import ENV_OVERRIDES, load_gate_spec, parse_overrides
 from loadtests.phases import plan
@@ -240,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
         target, name, planned_s = _validate(args)
     except (ValueError, ConfigError) as exc:
         print(f"loadtests: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        product_count(target.url)  # up, and serving a seeded catalog the journeys can use
+    except CatalogUnavailable as exc:
+        print(f"loadtests: the target is not ready for shoppers: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     run_dir = args.run_dir or args.reports_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{name}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ Writes into the run folder:
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -164,13 +165,24 @@ def _plot_input(
     )
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> dict[str, object]:
     return {
         "cpus": psutil.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work sharing the machine
     }
 
 

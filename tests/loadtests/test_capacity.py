@@ -84,6 +84,13 @@ def test_the_resource_that_ran_out():
         ),
     )
     assert limiting_resource(machine).startswith("CPU of this machine")
+    assert "shared by the shop and the load generator" in limiting_resource(machine)
+    noisy = step(
+        1, 10, 900,
+        resources=Resources(generator_cpu_pct=5, machine_cpu_pct=95, target_cpu_pct=20,
+                            target_cpu_cores=2),
+    )  # fmt: skip
+    assert "mostly taken by other processes (165% of a core" in limiting_resource(noisy)
     target = step(
         1,
         10,

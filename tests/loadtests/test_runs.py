@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,16 @@ def test_a_foreign_target_is_refused_before_any_request(tmp_path: Path):
     code, output, summary = run_loadtest(tmp_path, "--target", "http://192.0.2.10:8000")
     assert code == 2
     assert "refusing to load http://192.0.2.10:8000" in output and "--i-own-this-target" in output
+    assert summary is None
+
+
+def test_a_target_that_is_down_is_refused_with_the_reason(tmp_path: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, output, summary = run_loadtest(tmp_path, "--target", f"http://127.0.0.1:{port}")
+    assert code == 2
+    assert "not ready for shoppers" in output and "Connection refused" in output
     assert summary is None
 
 
