@@ -39,9 +39,9 @@ from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
 from bench.figures import Figure, Level, at_slo, interleaved_order, ratio, summarise
-from loadtests.catalog import TestCatalog, catalog_for
+from loadtests.catalog import TestCatalog
 from loadtests.gates import load_gate_spec
-from loadtests.journeys import AnonymousShopper, RegisteredShopper
+from loadtests.journeys import AnonymousShopper, RegisteredShopper, catalog_for
 from loadtests.resources import TargetProbe
 from loadtests.safety import check_target
 from loadtests.summary import machine_description

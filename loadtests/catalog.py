@@ -82,6 +82,7 @@ class TestCatalog:
         }
 
 
+@cache
 def build_catalog(products: int, seed: int = SEED) -> TestCatalog:
     # Imported here: app.seed pulls in the whole app (seconds of start-up), which
     # `python -m loadtests` must not pay just to check its arguments.

@@ -9,6 +9,7 @@ response is checked for the status and shape a shopper relies on.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import ipaddress
 import random
 import time
@@ -23,13 +24,32 @@ from locust import FastHttpUser, task
 from locust.exception import RescheduleTask
 
 from loadtests import routes
-from loadtests.catalog import TestCatalog, catalog_for
+from loadtests.catalog import TestCatalog, build_catalog, product_count
 from loadtests.config import load_profiles
 from loadtests.routes import Route
 from loadtests.safety import DEFAULT_TARGET
 
 TRAFFIC = load_profiles().traffic
 _CATALOG_LOCK = gevent.lock.Semaphore()  # the first shopper builds it, the others wait
+# Importing the shop's seed generator pulls in the whole app (seconds of CPU): do it
+# now, before this process joins a master, not in a greenlet that must keep heartbeating.
+importlib.import_module("app.seed")
+
+
+_CATALOGS: dict[str, TestCatalog] = {}
+
+
+def catalog_for(host: str) -> TestCatalog:
+    """The test catalog for `host`, built once per process without stalling the event loop."""
+    with _CATALOG_LOCK:
+        if host not in _CATALOGS:
+            products = product_count(host)  # network: cooperative under gevent
+            # CPU-bound (the seed generator, ~0.5 s for 10,000 products): in a native
+            # thread, so the loop keeps serving heartbeats and other shoppers meanwhile.
+            _CATALOGS[host] = gevent.get_hub().threadpool.apply(build_catalog, (products,))
+        return _CATALOGS[host]
+
+
 PAYMENT_TOKEN_PREFIX = {"card": "tok_lt_", "wallet": "wallet_lt_", "crypto": "crypto_lt_"}
 # A real customer does not place a fourth order within the hour; the shop's fraud
 # velocity rules would rightly challenge one who did. A registered shopper who has
@@ -58,8 +78,7 @@ class Shopper(FastHttpUser):
     connection_timeout = 10.0
 
     def on_start(self) -> None:
-        with _CATALOG_LOCK:
-            self.catalog: TestCatalog = catalog_for(self.host)
+        self.catalog: TestCatalog = catalog_for(self.host)
         self.cart_id: str | None = None
         self.token: str | None = None
         self.cart_skus: set[str] = set()
