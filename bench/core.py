@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shoppers", type=int, default=8, help="concurrent checkout shoppers")
     parser.add_argument("--workers", type=int, default=2, help="shop worker processes")
     parser.add_argument("--products", type=int, default=10_000, help="catalog size")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}"
+    )
     parser.add_argument("--json", type=Path, help="also write the runs and summary here")
     parser.add_argument("--checkout-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -391,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rounds < 1 or args.seconds < 1:
         parser.error("--rounds and --seconds must be positive")
+    cases = tuple(c for c in CASES if c in args.cases.split(","))
+    if not cases or set(args.cases.split(",")) - set(CASES):
+        parser.error(f"--cases: choose from {', '.join(CASES)}")
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (make deps installs it from Debian)")
 
@@ -408,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("bare", "product", "search"):  # warm-up: fill caches, start connections
             run_wrk(url, mode, 2, args.connections, args.threads, Path(tmp))
         for round_index in range(args.rounds):
-            order = CASES[round_index % len(CASES) :] + CASES[: round_index % len(CASES)]
+            order = cases[round_index % len(cases) :] + cases[: round_index % len(cases)]
             for case in order:
                 if case == "checkout":
                     run = run_checkout(url, tokens, skus, args.seconds)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.api.deps import ServicesDep, client_ip
+from app.db.models import User
 from app.domain import accounts
 from app.schemas import LoginIn, LoginOut, MfaLoginIn, RegisterIn, UserOut
 
 router = APIRouter(prefix="/api/auth", tags=["accounts"])
 
 
-def user_out(user) -> UserOut:  # type: ignore[no-untyped-def]
+def user_out(user: User) -> UserOut:
     return UserOut(
         id=user.id,
         email=user.email,

@@ -27,12 +27,15 @@ IdempotencyKey = Annotated[
 
 
 async def _cart_id(services: ServicesDep, user_id: int | None, header: str | None) -> str | None:
-    async with services.db.write() as session:
+    """The id of the cart to check out, merging a guest cart first when both are given."""
+    merge = user_id is not None and header is not None
+    session_factory = services.db.write if merge else services.db.read
+    async with session_factory() as session:
         cart_id, row = await resolve_cart(
             session,
             user_id=user_id,
             header_cart_id=header,
-            create=user_id is not None and header is not None,
+            create=merge,
             max_line_quantity=services.settings.max_line_quantity,
         )
     return cart_id if isinstance(row, Cart) else None

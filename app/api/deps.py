@@ -12,7 +12,7 @@ from app.errors import Forbidden, Unauthorized
 from app.wiring import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 

@@ -10,6 +10,7 @@ session kinds share one engine.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,6 +63,7 @@ class Database:
                 url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
             )
             self.write_engine = self.engine
+        self._writer_lock = asyncio.Lock() if self.is_sqlite else None
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -78,12 +80,14 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success and rolls back on any error."""
-        async with self._write() as session, session.begin():
+        if self._writer_lock is None:
+            async with self._write() as session, session.begin():
+                yield session
+            return
+        # SQLite: one writer per process at a time. Waiting here is a fair queue; waiting in
+        # SQLite's busy handler is a sleep-and-retry with back-off that wastes up to 100 ms.
+        async with self._writer_lock, self._write() as session, session.begin():
             yield session
-
-    def write_session(self) -> AsyncSession:
-        """An unstarted write session, for callers that manage several transactions."""
-        return self._write()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
