@@ -303,6 +303,7 @@ class ShopServer:
 
     def stop(self) -> None:
         stop_process(self.process)
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

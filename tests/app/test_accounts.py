@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import httpx
 import pyotp
+import pytest
 
 from tests.app.client import ShopClient, unique_email
+from tests.conftest import ShopServer
 
 PASSWORD = "correct horse battery"
 
@@ -165,3 +169,26 @@ async def test_guest_cart_is_merged_into_the_users_cart(client: ShopClient) -> N
     assert (await client.http.get("/api/cart", headers={"X-Cart-Id": cart_id})).json()[
         "item_count"
     ] == 0
+
+
+async def test_failures_from_one_ip_block_that_ip_across_accounts(
+    shop_factory: Callable[..., ShopServer], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    db = tmp_path_factory.mktemp("ip-throttle") / "shop.db"
+    shop = shop_factory(
+        f"sqlite+aiosqlite:///{db}",
+        workers=1,
+        seed_products=20,
+        extra_env={"IP_MAX_FAILURES": "3", "LOGIN_MAX_FAILURES": "100"},
+    )
+    async with httpx.AsyncClient(base_url=shop.url, timeout=30) as http:
+        client = ShopClient(http, shop)
+        email = await client.register()
+        for _ in range(3):  # three different wrong accounts, one address
+            wrong = await http.post(
+                "/api/auth/login", json={"email": unique_email("x"), "password": "nope nope 1"}
+            )
+            assert wrong.status_code == 401
+        blocked = await http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert blocked.status_code == 429
+        assert blocked.json()["error"]["message"].startswith("too many attempts")
