@@ -1,0 +1,139 @@
+"""Command line: python -m lab {up,converge,status,down,report,prune-images}.
+
+Settings come from the environment (see lab/settings.py): LAB_NAME,
+LAB_SUBNET_SHIFT, LAB_PORT_<PUBLISHED>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import converge, hosts, image, inventory, podman, status
+from .podman import PodmanError
+from .settings import LabSettings, SettingsError, from_env
+
+
+def cmd_up(settings: LabSettings) -> int:
+    started = time.monotonic()
+    tag, built = image.ensure()
+    print(f"image {tag} ({'built' if built else 'cached'})")
+    created = hosts.ensure_networks(settings)
+    print(f"networks: {len(created)} created")
+    planned = hosts.ensure_hosts(settings, tag)
+    path = inventory.write(settings, planned)
+    print(f"hosts: {', '.join(planned)} up; inventory {path}")
+    print(f"lab up in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def cmd_converge(settings: LabSettings, idempotent: bool) -> int:
+    first = converge.run_playbook(settings, "converge")
+    if not first.succeeded:
+        print(f"converge failed (log: {first.log})", file=sys.stderr)
+        return 1
+    print(f"converge: {first.changed} changed")
+    if not idempotent:
+        return 0
+    second = converge.run_playbook(settings, "converge-again")
+    if not second.succeeded:
+        print(f"second converge failed (log: {second.log})", file=sys.stderr)
+        return 1
+    if second.changed:
+        changed = {h: r.changed for h, r in second.recap.items() if r.changed}
+        print(
+            f"not idempotent: second converge changed {changed} (log: {second.log})",
+            file=sys.stderr,
+        )
+        return 1
+    print("second converge: 0 changed (idempotent)")
+    return 0
+
+
+def cmd_status(settings: LabSettings, as_json: bool) -> int:
+    current = status.collect(settings)
+    print(json.dumps(current, indent=2) if as_json else status.render_text(current))
+    return 0
+
+
+def cmd_report(settings: LabSettings) -> int:
+    current = status.collect(settings)
+    print(status.render_text(current))
+    ca = settings.state_dir / "pki" / "ca.crt"
+    print("how to use it:")
+    print(f"  lab CA (trust it to verify the edge): {ca}")
+    if "edge_https" in current["urls"]:
+        print(f"  curl --cacert {ca} {current['urls']['edge_https']}api/products?page_size=3")
+    print(
+        f"  shop admin: admin@shop.example, password in {settings.state_dir / 'secrets/shop_admin'}"
+    )
+    print(
+        "  ansible: ANSIBLE_CONFIG=playbooks/ansible.cfg .venv/bin/ansible-playbook"
+        f" -i {settings.inventory_dir} playbooks/site.yml"
+    )
+    over = current["memory_pss_mib"] >= current["memory_budget_mib"]
+    failed = [
+        h["name"] for h in current["hosts"] if h.get("failed_units") or h["state"] != "running"
+    ]
+    print(
+        "lab: "
+        + ("NOT healthy: " + ", ".join(failed) if failed else "all hosts running, no failed units")
+        + ("; memory OVER budget" if over else "")
+    )
+    return 1 if failed or over else 0
+
+
+def cmd_down(settings: LabSettings) -> int:
+    removed = hosts.remove_all(settings)
+    print(f"removed containers: {', '.join(removed['containers']) or '-'}")
+    print(f"removed networks: {', '.join(removed['networks']) or '-'}")
+    print(f"kept base image {image.tag()} (python -m lab prune-images removes older ones)")
+    return 0
+
+
+def cmd_prune_images() -> int:
+    stale = image.stale_images()
+    for ref in stale:
+        podman.run(["rmi", ref], check=False)
+    print(f"removed {len(stale)} stale base image(s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "up", help="build or reuse the image, create networks and hosts, write the inventory"
+    )
+    conv = sub.add_parser("converge", help="run playbooks/site.yml against the lab")
+    conv.add_argument(
+        "--idempotent", action="store_true", help="converge again and require 0 changed"
+    )
+    stat = sub.add_parser("status", help="hosts, networks, addresses, health, alerts, memory")
+    stat.add_argument("--json", action="store_true")
+    sub.add_parser("report", help="URLs and a short report")
+    sub.add_parser("down", help="remove this lab's containers and networks (keeps the base image)")
+    sub.add_parser("prune-images", help="remove base images of older recipes")
+    args = parser.parse_args(argv)
+    try:
+        settings = from_env()
+        if args.command == "up":
+            return cmd_up(settings)
+        if args.command == "converge":
+            return cmd_converge(settings, args.idempotent)
+        if args.command == "status":
+            return cmd_status(settings, args.json)
+        if args.command == "report":
+            return cmd_report(settings)
+        if args.command == "down":
+            return cmd_down(settings)
+        return cmd_prune_images()
+    except (SettingsError, PodmanError, hosts.LabError, image.ImageBuildError) as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

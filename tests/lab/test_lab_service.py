@@ -1,0 +1,184 @@
+"""The shop as customers and operators reach it, under load, and when a zone loses its server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import topology
+from lab import podman, status
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+TOPO = topology.load()
+WAIT_S = 180
+
+
+def wait_for(condition, what: str, timeout_s: float = WAIT_S, interval_s: float = 2.0):
+    """Poll until condition() returns a truthy value (a wait, not a speed assertion)."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    pytest.fail(f"gave up waiting for {what} (last: {last!r})")
+
+
+def prometheus_targets(lab) -> list[dict]:
+    response = httpx.get(lab.url("prometheus") + "api/v1/targets", timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["activeTargets"]
+
+
+def target_health(lab, job: str, instance: str) -> str | None:
+    for target in prometheus_targets(lab):
+        if target["labels"]["job"] == job and target["labels"]["instance"] == instance:
+            return target["health"]
+    return None
+
+
+def test_shop_through_the_edge_from_loopback(lab):
+    with httpx.Client(verify=lab.tls(), timeout=10) as client:
+        response = client.get(lab.url("edge_https") + "api/products?page_size=1")
+        assert response.status_code == 200
+        assert response.json()["total"] > 0
+        assert "max-age=" in response.headers["strict-transport-security"]
+
+
+def test_http_redirects_to_https(lab):
+    http_url = lab.url("edge_http")
+    response = httpx.get(http_url + "api/products", follow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["location"] == lab.url("edge_https") + "api/products"
+
+
+def test_shop_through_the_edge_from_the_client_host(lab):
+    (client,) = lab.hosts_in("public")
+    (edge,) = lab.hosts_in("dmz")
+    result = podman.exec_in(
+        lab.container(client.name),
+        ["curl", "-sS", "--fail", f"https://{edge.name}/api/products?page_size=1"],
+    )
+    assert json.loads(result.stdout)["total"] > 0
+    redirect = podman.exec_in(
+        lab.container(client.name),
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            f"http://{edge.name}/readyz",
+        ],
+    )
+    assert redirect.stdout == f"301 https://{edge.name}/readyz"
+
+
+def test_all_prometheus_targets_up(lab):
+    def all_up():
+        targets = prometheus_targets(lab)
+        down = [
+            (t["labels"]["job"], t["labels"]["instance"], t["lastError"])
+            for t in targets
+            if t["health"] != "up"
+        ]
+        return targets if targets and not down else None
+
+    targets = wait_for(all_up, "every scrape target up")
+    jobs = {t["labels"]["job"] for t in targets}
+    assert {job.job for job in TOPO.scrape_jobs} <= jobs
+    shop = {
+        t["labels"]["instance"]: t["labels"].get("zone")
+        for t in targets
+        if t["labels"]["job"] == "shop"
+    }
+    assert shop == {f"{h.name}:{TOPO.port('app')}": h.zone for h in lab.hosts_in("app")}
+
+
+def test_alertmanager_answers(lab):
+    response = httpx.get(lab.url("alertmanager") + "api/v2/status", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["cluster"]["status"] == "disabled"
+
+
+def test_smoke_load_through_the_edge_stays_within_memory(lab):
+    peak = {"pss": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(5):
+            current = status.collect(lab.settings)["memory_pss_mib"]
+            peak["pss"] = max(peak["pss"], current)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run = subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                "loadtest",
+                "PROFILE=smoke",
+                f"TARGET={lab.url('edge_https').rstrip('/')}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        done.set()
+        sampler.join()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "PASS" in run.stdout
+    assert 0 < peak["pss"] < status.MEMORY_BUDGET_MIB
+
+
+def test_stopping_an_app_server_its_target_goes_down_and_the_edge_keeps_serving(lab):
+    zone_a = next(h for h in lab.hosts_in("app") if h.zone == TOPO.zones[0])
+    instance = f"{zone_a.name}:{TOPO.port('app')}"
+    assert wait_for(lambda: target_health(lab, "shop", instance) == "up", f"{instance} up")
+    failures: list[str] = []
+    served = 0
+    stop = threading.Event()
+
+    def shop_customer() -> None:
+        nonlocal served
+        with httpx.Client(verify=lab.tls(), timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(lab.url("edge_https") + "api/products?page_size=1")
+                    if response.status_code == 200:
+                        served += 1
+                    else:
+                        failures.append(f"HTTP {response.status_code}")
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                time.sleep(0.2)
+
+    customer = threading.Thread(target=shop_customer, daemon=True)
+    customer.start()
+    podman.run(["stop", "--time", "10", lab.container(zone_a.name)])
+    try:
+        wait_for(
+            lambda: target_health(lab, "shop", instance) == "down", f"{instance} down in Prometheus"
+        )
+        served_before = served
+        wait_for(lambda: served > served_before + 10, "requests served from the other zone")
+    finally:
+        stop.set()
+        customer.join()
+        podman.run(["start", lab.container(zone_a.name)])
+    assert failures == []
+    wait_for(lambda: target_health(lab, "shop", instance) == "up", f"{instance} back up")
