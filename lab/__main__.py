@@ -89,15 +89,20 @@ def cmd_down(settings: LabSettings) -> int:
     removed = hosts.remove_all(settings)
     print(f"removed containers: {', '.join(removed['containers']) or '-'}")
     print(f"removed networks: {', '.join(removed['networks']) or '-'}")
-    print(f"kept base image {image.tag()} (python -m lab prune-images removes older ones)")
+    pruned = _prune_stale_images()
+    print(f"removed stale base images: {', '.join(pruned) or '-'}; kept {image.tag()}")
     return 0
 
 
+def _prune_stale_images() -> list[str]:
+    """Base images of older recipes that no container uses any more."""
+    return [
+        ref for ref in image.stale_images() if podman.run(["rmi", ref], check=False).returncode == 0
+    ]
+
+
 def cmd_prune_images() -> int:
-    stale = image.stale_images()
-    for ref in stale:
-        podman.run(["rmi", ref], check=False)
-    print(f"removed {len(stale)} stale base image(s)")
+    print(f"removed {len(_prune_stale_images())} stale base image(s)")
     return 0
 
 
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     stat = sub.add_parser("status", help="hosts, networks, addresses, health, alerts, memory")
     stat.add_argument("--json", action="store_true")
     sub.add_parser("report", help="URLs and a short report")
-    sub.add_parser("down", help="remove this lab's containers and networks (keeps the base image)")
+    sub.add_parser("down", help="remove this lab's containers and networks, and stale base images")
     sub.add_parser("prune-images", help="remove base images of older recipes")
     args = parser.parse_args(argv)
     try:

@@ -182,7 +182,15 @@ def ensure_hosts(settings: LabSettings, image: str) -> dict[str, HostPlan]:
     for host in hosts.values():
         name = settings.container(host.name)
         if not podman.exists("container", name):
-            podman.run(_run_args(settings, host, hosts, image))
+            try:
+                podman.run(_run_args(settings, host, hosts, image))
+            except podman.PodmanError as error:
+                if "address already in use" in str(error):
+                    raise LabError(
+                        f"{name}: a loopback port it publishes is taken ({error}); choose "
+                        "another with LAB_PORT_<NAME>=port (e.g. make lab LAB_PORT_EDGE_HTTPS=9443)"
+                    ) from error
+                raise
         elif (
             podman.run(["inspect", "--format", "{{.State.Running}}", name]).stdout.strip() != "true"
         ):

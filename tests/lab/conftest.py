@@ -107,3 +107,4 @@ def lab() -> Iterator[RunningLab]:
     finally:
         if os.environ.get("LAB_KEEP") != "1":
             hosts.remove_all(settings)
+            shutil.rmtree(settings.state_dir, ignore_errors=True)
