@@ -55,6 +55,35 @@ test: deps lint ## Install what is needed and run the whole suite
 
 # --- the shop (app/) --------------------------------------------------------
 
+SEED_PRODUCTS ?= 10000
+RUN_SANDBOXES ?= 1
+
+.PHONY: run
+run: deps ## Serve the seeded shop on http://$(HOST):$(PORT) (WORKERS workers; payment sandboxes too unless RUN_SANDBOXES=0)
+	@if [ "$(RUN_SANDBOXES)" = 1 ]; then \
+	  $(PY) -m app.sandbox --host 127.0.0.1 & sandboxes=$$!; \
+	  trap 'kill $$sandboxes 2>/dev/null' EXIT INT TERM; \
+	fi; \
+	BIND_HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WORKERS) SEED_PRODUCTS=$(SEED_PRODUCTS) \
+	  $(PY) -m app.serve --seed-if-empty
+
+.PHONY: seed
+seed: deps ## Rebuild the deterministic catalog (SEED_PRODUCTS=10000; wipes orders, carts, users)
+	$(PY) -m app.seed --products $(SEED_PRODUCTS)
+
+.PHONY: migrate
+migrate: deps ## Bring the database (DATABASE_URL) to the newest schema
+	$(PY) -m app.db migrate
+
+.PHONY: app-test
+app-test: deps ## The shop suite only (SQLite and PostgreSQL)
+	$(BIN)/pytest -q tests/app
+
+# `make bench` = the load tests' SLO benchmark (its prerequisite) + this core benchmark.
+bench: deps ## Benchmarks: core (wrk: bare, product, search; checkout) and the SLO throughput one
+	$(PY) -m bench.core --rounds $(or $(BENCH_REPS),3)
+
+
 # --- partners (app/partners, app/sandbox) -----------------------------------
 
 SANDBOX_HOST ?= 127.0.0.1
@@ -113,6 +142,14 @@ loadtest: deps ## Load test: PROFILE=smoke|average|peak|spike|soak|step TARGET=u
 loadtest-profiles: deps ## List the load profiles and their phases
 	$(PY) -m loadtests profiles
 
+BENCH_REPS ?= 3
+
+# `make bench` runs this part (as a prerequisite) and any recipe the shop section gives it.
+.PHONY: bench bench-slo
+bench: bench-slo
+bench-slo: deps ## Benchmark: rps at the SLO of journey mix, endpoints, bare endpoint, no-op (BENCH_REPS=3)
+	$(PY) -m bench.slo_throughput --repetitions $(BENCH_REPS)
+
 # --- infra (infra/) ---------------------------------------------------------
 
 STACK ?= dev
@@ -127,3 +164,21 @@ infra-model: deps ## Infra: the mocked resources of one stack as JSON (STACK=dev
 
 
 # --- lab (lab/, playbooks/) -------------------------------------------------
+
+# Published loopback ports come from topology/topology.yml (lab.published);
+# override any of them: make lab LAB_PORT_EDGE_HTTPS=9443 LAB_PORT_PROMETHEUS=19090
+
+.PHONY: lab
+lab: deps ## The production shape on this machine: build, converge twice, verify, smoke load, report
+	$(PY) -m lab up
+	$(PY) -m lab converge --idempotent
+	LAB_REUSE=1 $(BIN)/pytest -m lab tests/lab -q
+	$(PY) -m lab report
+
+.PHONY: lab-status
+lab-status: ## Lab hosts, networks, addresses, health, firing alerts, memory (JSON=1 for JSON)
+	@$(PY) -m lab status $(if $(JSON),--json)
+
+.PHONY: lab-down
+lab-down: ## Remove the lab's containers and networks (keeps the cached base image)
+	$(PY) -m lab down
