@@ -147,6 +147,9 @@ pulumi.export(
 )
 pulumi.export("ansible_inventory", inventory.aws_ec2_inventory(cfg.project, cfg.stack, cfg.region))
 pulumi.export("ansible_tag_scheme", inventory.tag_scheme())
+# The firewall role's sources on AWS (playbooks/inventories/aws/group_vars): each tier's
+# subnets in every zone; one tier block covers them all.
+pulumi.export("tier_cidrs", {tier: [plan.tier_cidr(tier)] for tier in realisation.SUBNET_TIERS})
 pulumi.export(
     "ansible_static_hosts",
     {"tier_mgmt": {f"zone_{letters[0]}": [monitoring.instance_id]}},

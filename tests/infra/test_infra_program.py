@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -304,6 +305,26 @@ def test_outputs_give_the_playbooks_inventory_and_endpoints(model: StackModel) -
     asg_tags = {t["key"]: t["value"] for t in group.inputs["tags"] if t["propagateAtLaunch"]}
     assert asg_tags["tier"] == "app" and asg_tags["stack"] == model.stack
     assert model.one("aws:ec2/instance:Instance").tags["tier"] == "mgmt"
+
+
+def test_tier_cidrs_output_covers_exactly_each_tiers_subnets(model: StackModel) -> None:
+    tier_cidrs = model.outputs["tier_cidrs"]["value"]
+    subnets: dict[str, list[ipaddress.IPv4Network]] = {}
+    for subnet in model.of_type("aws:ec2/subnet:Subnet"):
+        subnets.setdefault(subnet.tags["tier"], []).append(
+            ipaddress.IPv4Network(subnet.inputs["cidrBlock"])
+        )
+    assert set(tier_cidrs) == set(subnets)
+    for tier, cidrs in tier_cidrs.items():
+        blocks = [ipaddress.IPv4Network(c) for c in cidrs]
+        for net in subnets[tier]:
+            assert any(net.subnet_of(b) for b in blocks), (tier, net)
+        for other, nets in subnets.items():
+            if other != tier:
+                assert not any(n.overlaps(b) for n in nets for b in blocks), (tier, other)
+    # the AWS inventory reads exactly these keys
+    group_vars = (INFRA.parent / "playbooks/inventories/aws/group_vars/all/main.yml").read_text()
+    assert "aws_outputs.tier_cidrs" in group_vars and "tier_cidrs.dmz" in group_vars
 
 
 BAD_CONFIG = {
