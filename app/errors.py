@@ -39,6 +39,20 @@ class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
 
+class StepUpRequired(Forbidden):
+    """The risk check asks for the customer's current TOTP code before this payment."""
+
+    code = "step_up_required"
+
+
+class StepUpFailed(Forbidden):
+    code = "step_up_failed"
+
+
+class StepUpUnavailable(Forbidden):
+    code = "step_up_unavailable"
+
+
 class Conflict(ApiError):
     status, code = 409, "conflict"
 
@@ -61,6 +75,12 @@ class TooManyAttempts(ApiError):
 
 class PaymentFailed(ApiError):
     status, code = 402, "payment_failed"
+
+
+class ShipmentRefused(ApiError):
+    """The courier refused the shipment as asked (address, customs); `problems` names why."""
+
+    status, code = 422, "shipment_rejected"
 
 
 class UpstreamUnavailable(ApiError):

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.api import account, admin, auth, cart, catalog, checkout, ops, orders
+from app.api import account, admin, auth, cart, catalog, checkout, ops, orders, webhooks
 from app.db.migrate import upgrade_to_head
 from app.domain.catalog import count_bestsellers_out_of_stock
 from app.errors import install_error_handlers
@@ -19,6 +19,7 @@ from app.observability import metrics
 from app.observability.db_pool import track_pools
 from app.observability.logging import configure_logging
 from app.observability.middleware import ObservabilityMiddleware
+from app.partners.mail import OutboxWorker
 from app.settings import Settings, get_settings
 from app.wiring import Services, build_services
 
@@ -35,6 +36,38 @@ async def _refresh_bestsellers(services: Services) -> None:
         await asyncio.sleep(services.settings.bestsellers_refresh_seconds)
 
 
+MAIL_WORKER_RESTART_SECONDS = 5.0
+MAIL_WORKER_STOP_SECONDS = 15.0
+
+
+async def _run_mail_worker(worker: OutboxWorker) -> None:
+    """The outbox worker for the life of the process; a failing round is logged and retried.
+
+    Every serving process runs one: the SQL outbox leases rows with conditional
+    UPDATEs, so workers never send the same message twice.
+    """
+    while True:
+        try:
+            await worker.run()
+            return  # stop() was called
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("mail outbox worker failed; restarting")
+            await asyncio.sleep(MAIL_WORKER_RESTART_SECONDS)
+
+
+async def _stop_mail_worker(worker: OutboxWorker, task: asyncio.Task[None]) -> None:
+    """Let the worker finish the message in hand and hand back its leases, then cancel."""
+    worker.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), MAIL_WORKER_STOP_SECONDS)
+    except TimeoutError:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -46,13 +79,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
         track_pools(services.db.pools)
         refresher = asyncio.create_task(_refresh_bestsellers(services))
+        mail_worker = services.mail_worker() if settings.mail_worker_enabled else None
+        mailer = asyncio.create_task(_run_mail_worker(mail_worker)) if mail_worker else None
         log.info(
             "shop started",
-            extra={"database": services.db.engine.dialect.name, "cache": services.cache.backend},
+            extra={
+                "database": services.db.engine.dialect.name,
+                "cache": services.cache.backend,
+                "courier": settings.courier_backend,
+                "mail_worker": mail_worker.owner if mail_worker else None,
+            },
         )
         try:
             yield
         finally:
+            if mail_worker is not None and mailer is not None:
+                await _stop_mail_worker(mail_worker, mailer)
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
@@ -69,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (ops, catalog, auth, account, cart, checkout, orders, admin):
+    for module in (ops, catalog, auth, account, cart, checkout, orders, admin, webhooks):
         app.include_router(module.router)
     app.add_middleware(ObservabilityMiddleware, max_body_bytes=settings.max_body_bytes)
 

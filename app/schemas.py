@@ -230,6 +230,16 @@ class CheckoutIn(Strict):
     address: AddressIn
     shipping_option: Annotated[str, StringConstraints(min_length=3, max_length=80)]
     payment: PaymentIn
+    billing_country: CountryCode | None = Field(
+        default=None,
+        description="country of the payment method's billing address (default: the"
+        " shipping country)",
+    )
+    totp_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")] | None = Field(
+        default=None,
+        description="the customer's current TOTP code; required when the risk check answers "
+        "403 step_up_required",
+    )
 
 
 class OrderLineOut(BaseModel):

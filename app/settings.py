@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     ip_failure_window_seconds: int = Field(default=15 * 60, ge=1)
 
     bestsellers_refresh_seconds: float = Field(default=30.0, gt=0)
+    # Where shipping quotes, labels and tracking come from: the courier APIs of
+    # app/partners (PARTNERS_COURIERS_BASE_URL), or the shop's own rate table
+    # (no carrier, no tracking feed) as the explicit fallback.
+    courier_backend: Literal["partners", "rate_table"] = "partners"
+    # Run the mail outbox worker in every serving process (safe: rows are leased).
+    mail_worker_enabled: bool = True
     build_version: str = "0.1.0"
     build_revision: str = "unknown"
 

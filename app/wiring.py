@@ -1,5 +1,5 @@
 """The one place where the shop's collaborators are chosen and built from settings:
-database, catalog cache, payment gateway, courier, risk check.
+database, catalog cache, payment gateway, courier, risk check, order mail.
 
 Swapping an implementation (another payment provider client, a courier API,
 the fraud engine) is a change here and nowhere else.
@@ -11,16 +11,23 @@ import contextlib
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.session import Database
 from app.domain.accounts import AuthPolicy
 from app.domain.cache import CatalogCache, build_cache
 from app.domain.checkout import CheckoutServices
+from app.domain.mail import OrderMailer
 from app.domain.orders import Fulfilment
-from app.domain.risk import AllowAll, RiskAssessor
+from app.domain.risk import EngineRiskAssessor, RiskAssessor
 from app.domain.shipping import RateTableCourier
 from app.domain.throttle import ThrottlePolicy
+from app.partners.couriers import build_courier_gateway
+from app.partners.fraud import RiskEngine
+from app.partners.fraud.sql import SqlRiskHistory
 from app.partners.interfaces import CourierGateway, PaymentGateway
+from app.partners.mail import OutboxWorker, build_outbox_worker
+from app.partners.mail.sql import SqlOutboxStore, SqlQuotaStore
 from app.partners.payments import build_payment_gateway
 from app.partners.settings import PartnersSettings
 from app.settings import Settings
@@ -29,12 +36,19 @@ from app.settings import Settings
 @dataclass
 class Services:
     settings: Settings
+    partners: PartnersSettings
     db: Database
     cache: CatalogCache
     payments: PaymentGateway
     courier: CourierGateway
     risk: RiskAssessor
+    outbox: SqlOutboxStore
+    quota: SqlQuotaStore
     auth: AuthPolicy
+
+    @property
+    def mailer(self) -> OrderMailer:
+        return OrderMailer(outbox=self.outbox)
 
     @property
     def checkout(self) -> CheckoutServices:
@@ -44,53 +58,82 @@ class Services:
             payments=self.payments,
             courier=self.courier,
             risk=self.risk,
+            mailer=self.mailer,
             currency=self.settings.currency,
             origin_country=self.settings.origin_country,
         )
 
     @property
     def fulfilment(self) -> Fulfilment:
-        return Fulfilment(payments=self.payments, courier=self.courier, cache=self.cache)
+        return Fulfilment(
+            payments=self.payments, courier=self.courier, cache=self.cache, mailer=self.mailer
+        )
+
+    def mail_worker(self) -> OutboxWorker:
+        """The outbox worker of this process (SMTP and quota from PARTNERS_*)."""
+        return build_outbox_worker(self.partners, store=self.outbox, quota_store=self.quota)
 
     async def aclose(self) -> None:
-        close = getattr(self.payments, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+        for client in (self.payments, self.courier):
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         await self.cache.close()
         await self.db.dispose()
 
 
-def build_payments() -> PaymentGateway:
+def build_payments(partners: PartnersSettings) -> PaymentGateway:
     # HTTP client of the payment providers (app/partners); PARTNERS_* env configures it.
-    return build_payment_gateway(PartnersSettings())
+    return build_payment_gateway(partners)
 
 
-def build_courier(settings: Settings) -> CourierGateway:
-    return RateTableCourier(origin_country=settings.origin_country, currency=settings.currency)
+def build_courier(settings: Settings, partners: PartnersSettings) -> CourierGateway:
+    if settings.courier_backend == "rate_table":
+        return RateTableCourier(origin_country=settings.origin_country, currency=settings.currency)
+    # The courier APIs at PARTNERS_COURIERS_BASE_URL (the sandboxes in tests and the lab).
+    return build_courier_gateway(partners)
 
 
-def build_risk() -> RiskAssessor:
-    return AllowAll()
+def partner_sessions(db: Database) -> async_sessionmaker[AsyncSession]:
+    """Sessions for the partners' SQL stores (risk history, outbox, quota).
+
+    On the write engine: on SQLite its transactions BEGIN IMMEDIATE, as the
+    stores' read-then-update statements need; on PostgreSQL it is the one engine.
+    """
+    return async_sessionmaker(db.write_engine, expire_on_commit=False)
+
+
+def build_risk(partners: PartnersSettings, db: Database) -> RiskAssessor:
+    # The partners' rule engine; its history is in the database, shared by every worker and host.
+    return EngineRiskAssessor(RiskEngine(partners.fraud, SqlRiskHistory(partner_sessions(db))))
 
 
 def build_services(settings: Settings) -> Services:
+    partners = PartnersSettings()
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    sessions = partner_sessions(db)
     return Services(
         settings=settings,
-        db=Database(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        ),
+        partners=partners,
+        db=db,
         cache=build_cache(
             settings.redis_url,
             ttl_seconds=settings.cache_ttl_seconds,
             redis_ttl_seconds=settings.redis_cache_ttl_seconds,
             max_entries=settings.cache_max_entries,
         ),
-        payments=build_payments(),
-        courier=build_courier(settings),
-        risk=build_risk(),
+        payments=build_payments(partners),
+        courier=build_courier(settings, partners),
+        risk=build_risk(partners, db),
+        outbox=SqlOutboxStore(
+            sessions, message_id_domain=partners.mail_from.rpartition("@")[2] or "shop.example"
+        ),
+        quota=SqlQuotaStore(sessions),
         auth=AuthPolicy(
             session_ttl_seconds=settings.session_ttl_seconds,
             mfa_token_ttl_seconds=settings.mfa_token_ttl_seconds,

@@ -5,8 +5,11 @@
   databases owned by a test role.
 - `redis_server_factory` / `redis_url`: redis-server processes without persistence.
 - `payments_sandbox`: the payment providers' sandbox (app/sandbox/payments) as a process.
+- `partner_sandboxes` / `start_partner_sandboxes()`: every partner sandbox
+  (`python -m app.sandbox`: payments, couriers, SMTP sink, admin) as a process.
 - `shop_factory` / `running_shop`: the shop served exactly as in production
-  (`python -m app.serve`: gunicorn + uvicorn workers, multiprocess metrics), seeded.
+  (`python -m app.serve`: gunicorn + uvicorn workers, multiprocess metrics), seeded,
+  paying at `payments_sandbox` and shipping and mailing through `partner_sandboxes`.
 
 Every server stops at the end of the session.
 """
@@ -288,6 +291,78 @@ def payments_sandbox() -> Iterator[Sandbox]:
     stop_process(sandbox.process)
 
 
+# --- all partner sandboxes (couriers, SMTP sink, payments, admin) ------------------------
+
+
+@dataclass
+class PartnerSandboxes:
+    """`python -m app.sandbox` on free ports, tracking advanced only on demand."""
+
+    process: subprocess.Popen[bytes]
+    payments_url: str
+    couriers_url: str
+    admin_url: str  # /metrics, /admin/faults, /smtp/messages
+    smtp_port: int
+    payments_webhook_secret: str
+    couriers_webhook_secret: str
+
+    def shop_env(self, *, payments: bool = True) -> dict[str, str]:
+        """The PARTNERS_* variables of a shop that uses these sandboxes."""
+        env = {
+            "PARTNERS_COURIERS_BASE_URL": self.couriers_url,
+            "PARTNERS_SMTP_HOST": "127.0.0.1",
+            "PARTNERS_SMTP_PORT": str(self.smtp_port),
+            "PARTNERS_PAYMENTS_WEBHOOK_SECRET": self.payments_webhook_secret,
+            "PARTNERS_COURIERS_WEBHOOK_SECRET": self.couriers_webhook_secret,
+        }
+        if payments:
+            env["PARTNERS_PAYMENTS_BASE_URL"] = self.payments_url
+        return env
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_partner_sandboxes() -> PartnerSandboxes:
+    ports = {name: free_port() for name in ("payments", "couriers", "smtp", "admin")}
+    secrets_ = {
+        "SANDBOX_PAYMENTS_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+        "SANDBOX_COURIERS_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+    }
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "app.sandbox", "--host", "127.0.0.1", "--log-level", "warning",
+         "--step-seconds", "0",
+         *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port)))],
+        cwd=REPO,
+        env={**os.environ, **secrets_},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sandboxes = PartnerSandboxes(
+        process=proc,
+        payments_url=f"http://127.0.0.1:{ports['payments']}",
+        couriers_url=f"http://127.0.0.1:{ports['couriers']}",
+        admin_url=f"http://127.0.0.1:{ports['admin']}",
+        smtp_port=ports["smtp"],
+        payments_webhook_secret=secrets_["SANDBOX_PAYMENTS_WEBHOOK_SECRET"],
+        couriers_webhook_secret=secrets_["SANDBOX_COURIERS_WEBHOOK_SECRET"],
+    )
+    try:
+        for url in (sandboxes.admin_url, sandboxes.couriers_url, sandboxes.payments_url):
+            wait_for_http(f"{url}/healthz", proc, timeout=30)
+    except RuntimeError:
+        sandboxes.stop()
+        raise
+    return sandboxes
+
+
+@pytest.fixture(scope="session")
+def partner_sandboxes() -> Iterator[PartnerSandboxes]:
+    sandboxes = start_partner_sandboxes()
+    yield sandboxes
+    sandboxes.stop()
+
+
 # --- the shop -------------------------------------------------------------------
 
 
@@ -337,6 +412,12 @@ def start_shop(
         "PASSWORD_HASH_TIME_COST": "1",
         "PASSWORD_HASH_MEMORY_KIB": "8192",
         "PASSWORD_HASH_PARALLELISM": "1",
+        # The risk engine runs as in production, but every test customer checks out from
+        # 127.0.0.1 with the same test card: velocity limits would challenge them all.
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_IP": "1000000",
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_PAYMENT_TOKEN": "1000000",
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_ACCOUNT": "1000000",
+        "PARTNERS_OUTBOX_POLL_SECONDS": "0.2",
     }
     env.pop("REDIS_URL", None)
     if redis_url:
@@ -363,12 +444,22 @@ def start_shop(
 
 
 @pytest.fixture(scope="session")
-def shop_factory(payments_sandbox: Sandbox) -> Iterator[callable]:
-    """Start extra shops: `shop_factory(database_url, **options)`; all stop at session end."""
+def shop_factory(
+    payments_sandbox: Sandbox, partner_sandboxes: PartnerSandboxes
+) -> Iterator[callable]:
+    """Start extra shops: `shop_factory(database_url, **options)`; all stop at session end.
+
+    By default a shop pays at `payments_sandbox` and uses the couriers and the SMTP
+    sink of `partner_sandboxes`; `extra_env` overrides any of it.
+    """
     started: list[ShopServer] = []
 
     def factory(database_url: str, **options: object) -> ShopServer:
         options.setdefault("payments_url", payments_sandbox.url)
+        options["extra_env"] = {
+            **partner_sandboxes.shop_env(payments=False),
+            **(options.get("extra_env") or {}),  # type: ignore[dict-item]
+        }
         shop = start_shop(database_url, **options)  # type: ignore[arg-type]
         started.append(shop)
         return shop

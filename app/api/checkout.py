@@ -42,7 +42,10 @@ async def _cart_id(services: ServicesDep, user_id: int | None, header: str | Non
 
 
 @router.post(
-    "/quote", response_model=QuoteOut, summary="Shipping options for the cart to an address"
+    "/quote",
+    response_model=QuoteOut,
+    summary="Shipping options for the cart to an address (from the couriers)",
+    responses={503: {"description": "no courier answered"}},
 )
 async def quote(
     body: QuoteIn, services: ServicesDep, user: OptionalUser, x_cart_id: CartIdHeader = None
@@ -61,6 +64,11 @@ async def quote(
             "description": "replay of an earlier checkout with this Idempotency-Key",
         },
         402: {"description": "payment declined (the order is cancelled)"},
+        403: {
+            "description": "refused by the risk check (fraud_blocked), or it asks for the "
+            "customer's TOTP code (step_up_required, step_up_failed, step_up_unavailable); "
+            "no order is placed"
+        },
         409: {"description": "out of stock"},
         503: {"description": "payment provider unavailable (the order is cancelled)"},
     },

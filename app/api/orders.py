@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from app.api.deps import CurrentUser, ServicesDep
 from app.domain import orders
 from app.domain.orders import OrderStatus
-from app.schemas import OrderList, OrderOut, TrackingEventOut, TrackingOut
+from app.schemas import OrderList, OrderOut, TrackingOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 OrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -31,31 +31,13 @@ async def my_order(order_id: OrderId, user: CurrentUser, services: ServicesDep) 
     return orders.order_view(await orders.get_order(services.db, order_id, user.id))
 
 
-@router.get("/{order_id}/tracking", response_model=TrackingOut)
+@router.get(
+    "/{order_id}/tracking",
+    response_model=TrackingOut,
+    summary="The order's history and the courier's events (which also move the order on)",
+)
 async def tracking(order_id: OrderId, user: CurrentUser, services: ServicesDep) -> TrackingOut:
-    order = await orders.get_order(services.db, order_id, user.id)
-    events = [
-        TrackingEventOut(status=e.to_status, at=e.created_at, description=e.note)
-        for e in order.events
-    ]
-    if order.courier and order.tracking_number:
-        carrier_events = await services.courier.tracking(
-            courier=order.courier, tracking_number=order.tracking_number
-        )
-        events += [
-            TrackingEventOut(
-                status=e.status, at=e.occurred_at, location=e.location, description=e.description
-            )
-            for e in carrier_events
-        ]
-    events.sort(key=lambda e: e.at)
-    return TrackingOut(
-        order_id=order.id,
-        status=order.status,
-        courier=order.courier,
-        tracking_number=order.tracking_number,
-        events=events,
-    )
+    return await orders.tracking(services.db, services.fulfilment, order_id, user.id)
 
 
 @router.post(

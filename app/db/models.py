@@ -278,3 +278,15 @@ class OrderEvent(Base):
     actor: Mapped[str] = mapped_column(String(40))
     note: Mapped[str] = mapped_column(String(400), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _schema_metadata() -> list[MetaData]:
+    """Every table the migrations build: the shop's, then the partners' (their own metadata)."""
+    from app.partners.db import PartnersBase
+    from app.partners.fraud import sql as _risk_tables  # noqa: F401 (registers the tables)
+    from app.partners.mail import sql as _mail_tables  # noqa: F401
+
+    return [Base.metadata, PartnersBase.metadata]
+
+
+SCHEMA_METADATA = _schema_metadata()

@@ -25,7 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import AuthToken, User, utcnow
 from app.db.session import Database
 from app.domain import throttle
-from app.errors import Conflict, InvalidRequest, Unauthorized
+from app.errors import (
+    Conflict,
+    InvalidRequest,
+    StepUpFailed,
+    StepUpRequired,
+    StepUpUnavailable,
+    Unauthorized,
+)
 from app.schemas import LoginOut, RegisterIn, TotpEnrolOut
 
 TOTP_ISSUER = "Export Shop"
@@ -173,6 +180,34 @@ async def login_mfa(
     return LoginOut(
         access_token=token, token_type=TOKEN_TYPE, expires_in=policy.session_ttl_seconds
     )
+
+
+async def verify_step_up(db: Database, user: User, code: str | None) -> None:
+    """Check the customer's current TOTP code (a step-up the risk check asked for).
+
+    The accepted time step is remembered, so a code that logged in or passed an
+    earlier step-up does not pass again. Raises the 403 the client acts on.
+    """
+    unavailable = StepUpUnavailable(
+        "this payment needs an authenticator code, but the account has no TOTP enrolled; "
+        "enrol at POST /api/account/mfa/totp or contact support"
+    )
+    if not user.totp_enabled:
+        raise unavailable
+    if code is None:
+        raise StepUpRequired(
+            "this payment needs an extra check: send your current authenticator code as "
+            "totp_code with the same request"
+        )
+    async with db.write() as session:
+        stored = await session.get(User, user.id, with_for_update=True)
+        if stored is None or not stored.totp_enabled or stored.totp_secret is None:
+            raise unavailable
+        counter = _accepted_counter(stored.totp_secret, code, stored.totp_last_counter)
+        if counter is not None:
+            stored.totp_last_counter = counter
+    if counter is None:
+        raise StepUpFailed("wrong or already used authentication code; try the next one")
 
 
 async def start_totp_enrolment(db: Database, user_id: int) -> TotpEnrolOut:

@@ -3,14 +3,19 @@
 Checkout, in order:
 1. an `Idempotency-Key` already used by this customer returns that order again;
 2. the cart is priced and the chosen shipping option is re-quoted (never trusted from the client);
-3. the risk check runs;
+3. the risk check runs once (the partners' engine records and counts it): `block`
+   refuses (403 fraud_blocked); `challenge` needs the customer's current TOTP code
+   in the request (403 step_up_required / step_up_failed / step_up_unavailable
+   otherwise); nothing is written before this step passes;
 4. one transaction creates the order (pending_payment) and takes the stock with
    conditional updates (`quantity = quantity - n WHERE quantity >= n`), so two
    checkouts can never both take the last unit; any line short of stock rolls
    the whole transaction back;
 5. the payment gateway is charged outside any transaction (no locks held on the network);
-6. approved: the order becomes paid and the cart is emptied. Declined or failed:
-   the order is cancelled and the stock returned, and the cart is kept.
+6. approved: the order becomes paid (the confirmation mail is enqueued in the same
+   transaction) and the cart is emptied. Declined or failed: the order is
+   cancelled and the stock returned, and the cart is kept. A payment webhook may
+   settle the order first; whichever comes second changes nothing.
 """
 
 from __future__ import annotations
@@ -33,14 +38,20 @@ from app.db.models import (
     Stock,
     User,
     Warehouse,
-    utcnow,
 )
 from app.db.session import Database
-from app.domain import catalog, orders
+from app.domain import accounts, catalog, orders
 from app.domain.cache import CatalogCache
 from app.domain.cart import cart_lines
+from app.domain.mail import OrderMailer
 from app.domain.orders import OrderStatus
-from app.domain.risk import RiskAssessor, RiskContext, RiskDecision
+from app.domain.risk import (
+    RiskAssessor,
+    RiskContext,
+    RiskDecision,
+    RiskVerdict,
+    customer_reference,
+)
 from app.errors import (
     ApiError,
     Forbidden,
@@ -50,6 +61,7 @@ from app.errors import (
     UpstreamUnavailable,
 )
 from app.observability import metrics
+from app.partners.couriers import CourierUnavailable
 from app.partners.interfaces import (
     ChargeRequest,
     ChargeResult,
@@ -73,6 +85,7 @@ class CheckoutServices:
     payments: PaymentGateway
     courier: CourierGateway
     risk: RiskAssessor
+    mailer: OrderMailer
     currency: str
     origin_country: str
 
@@ -118,8 +131,17 @@ async def quote(
         lines = await cart_lines(session, cart_id)
     if not lines:
         raise InvalidRequest("the cart is empty")
-    quotes = await services.courier.quote(_parcel(lines, country, postal_code, services.currency))
+    quotes = await _quotes(services, _parcel(lines, country, postal_code, services.currency))
     return QuoteOut(options=[_option_out(q) for q in quotes])
+
+
+async def _quotes(services: CheckoutServices, parcel: Parcel) -> list[ShippingQuote]:
+    try:
+        return await services.courier.quote(parcel)
+    except CourierUnavailable as exc:
+        raise UpstreamUnavailable(
+            f"no courier answered ({exc}); shipping cannot be quoted right now, try again"
+        ) from exc
 
 
 def _fail(reason: str) -> None:
@@ -182,14 +204,25 @@ async def _place_order(
     body: CheckoutIn,
     option: ShippingQuote,
     key: str,
+    reference: str,
+    verdict: RiskVerdict,
 ) -> Order:
     async with services.db.write() as session:
+        # A concurrent request with this key may have placed (and paid, emptying the cart)
+        # while this one was quoting and assessing: that is a replay, not an empty cart.
+        earlier = (
+            await session.execute(
+                select(Order).where(Order.user_id == user.id, Order.idempotency_key == key)
+            )
+        ).scalar_one_or_none()
+        if earlier is not None:
+            raise _Replay(earlier)
         lines = await cart_lines(session, cart_id)
         if not lines:
             raise InvalidRequest("the cart is empty")
         subtotal = sum(p.price_minor * i.quantity for i, p in lines)
         order = Order(
-            reference=f"SO-{uuid.uuid4().hex[:20].upper()}",
+            reference=reference,
             user_id=user.id,
             status=OrderStatus.PENDING_PAYMENT,
             currency=services.currency,
@@ -209,7 +242,9 @@ async def _place_order(
                 from_status=None,
                 to_status=OrderStatus.PENDING_PAYMENT,
                 actor="customer",
-                note="order placed",
+                note=f"order placed (risk {verdict.decision}, score {verdict.score}"
+                + (f": {', '.join(verdict.reasons)}" if verdict.reasons else "")
+                + ")",
             )
         )
         # Lock rows in one global order (by product id) so concurrent checkouts cannot deadlock.
@@ -240,7 +275,7 @@ async def _charge(
         currency=order.currency,
         channel=PaymentChannel(body.payment.channel),
         payment_token=body.payment.token,
-        customer_reference=f"user-{user.id}",
+        customer_reference=customer_reference(user.id),
     )
     try:
         return await services.payments.charge(request)
@@ -253,37 +288,38 @@ async def _charge(
 
 async def _settle(
     services: CheckoutServices, order: Order, cart_id: str, result: ChargeResult
-) -> Order:
+) -> tuple[Order, bool]:
+    """Record the charge's outcome; (order, whether this call moved it out of pending)."""
     async with services.db.write() as session:
         order = (
             await session.execute(select(Order).where(Order.id == order.id).with_for_update())
         ).scalar_one()
-        order.payment_provider = result.provider
+        settled_here = order.status == OrderStatus.PENDING_PAYMENT
         if result.status == PaymentStatus.APPROVED:
-            order.payment_reference = result.provider_reference
-            orders.record_event(
-                session, order, OrderStatus.PAID, "payment", f"charged by {result.provider}"
-            )
-            for line in order.lines:
-                await session.execute(
-                    update(Product)
-                    .where(Product.id == line.product_id)
-                    .values(sales_count=Product.sales_count + line.quantity)
-                    .execution_options(synchronize_session=False)
+            if settled_here:
+                await orders.mark_paid(
+                    session,
+                    order,
+                    services.mailer,
+                    provider=result.provider,
+                    reference=result.provider_reference,
+                    actor="payment",
+                    note=f"charged by {result.provider}",
                 )
+            for line in order.lines:
                 await session.execute(
                     delete(CartItem).where(
                         CartItem.cart_id == cart_id, CartItem.product_id == line.product_id
                     )
                 )
-        else:
+        elif settled_here:
             note = f"payment {result.status}: {result.reason or 'no reason given'}"
-            orders.record_event(session, order, OrderStatus.CANCELLED, "payment", note[:400])
-            await orders.restock(session, order.id)
-        order.updated_at = utcnow()
+            await orders.cancel_unpaid(
+                session, order, provider=result.provider, actor="payment", note=note
+            )
         await session.flush()
         await session.refresh(order, ["events", "lines"])
-    return order
+    return order, settled_here
 
 
 async def checkout(
@@ -302,12 +338,14 @@ async def checkout(
     try:
         return await _checkout(services, user, cart_id, body, idempotency_key, client_ip), False
     except _Replay as replay:
-        return orders.order_view(replay.order), True
+        return replay.view, True
 
 
 class _Replay(Exception):
+    """An order with this Idempotency-Key exists already: answer with it (viewed while loaded)."""
+
     def __init__(self, order: Order) -> None:
-        self.order = order
+        self.view = orders.order_view(order)
 
 
 async def _checkout(
@@ -324,10 +362,13 @@ async def _checkout(
     async with services.db.read() as session:
         lines = await cart_lines(session, cart_id)
     if not lines:
+        existing = await _existing_order(services.db, user.id, key)
+        if existing is not None:  # a concurrent request with this key emptied the cart
+            raise _Replay(existing)
         _fail("invalid")
         raise InvalidRequest("the cart is empty")
     parcel = _parcel(lines, body.address.country, body.address.postal_code, services.currency)
-    quotes = {q.option_id: q for q in await services.courier.quote(parcel)}
+    quotes = {q.option_id: q for q in await _quotes(services, parcel)}
     option = quotes.get(body.shipping_option)
     if option is None:
         _fail("invalid")
@@ -336,28 +377,37 @@ async def _checkout(
             f"shipping_option {body.shipping_option!r} is not offered for this cart and address; "
             f"offered: {offered}"
         )
+    reference = f"SO-{uuid.uuid4().hex[:20].upper()}"
     verdict = await services.risk.assess(
         RiskContext(
             user_id=user.id,
             email=user.email,
-            account_age_seconds=(utcnow() - user.created_at).total_seconds(),
+            account_created_at=user.created_at,
             client_ip=client_ip,
             amount_minor=parcel.declared_value_minor + option.amount_minor,
             currency=services.currency,
             destination_country=body.address.country,
+            billing_country=body.billing_country or body.address.country,
             payment_channel=body.payment.channel,
             payment_token=body.payment.token,
             item_count=sum(i.quantity for i, _ in lines),
+            order_reference=reference,
         )
     )
-    if verdict.decision != RiskDecision.ALLOW:
+    if verdict.decision == RiskDecision.BLOCK:
         _fail("fraud_blocked")
         raise Forbidden(
             "this order cannot be accepted; contact support if you think this is a mistake",
             reason="fraud_blocked",
         )
+    if verdict.decision == RiskDecision.CHALLENGE:
+        try:
+            await accounts.verify_step_up(services.db, user, body.totp_code)
+        except ApiError:
+            _fail("fraud_challenged")
+            raise
     try:
-        order = await _place_order(services, user, cart_id, body, option, key)
+        order = await _place_order(services, user, cart_id, body, option, key, reference, verdict)
     except OutOfStock:
         _fail("out_of_stock")
         raise
@@ -370,13 +420,25 @@ async def _checkout(
     metrics.orders_total.labels("placed").inc()
 
     result = await _charge(services, order, user, body)
-    order = await _settle(services, order, cart_id, result)
+    order, settled_here = await _settle(services, order, cart_id, result)
     await catalog.invalidate_products(services.cache, *(line.sku for line in order.lines))
     if result.status == PaymentStatus.APPROVED:
-        metrics.orders_total.labels("paid").inc()
-        metrics.revenue_minor_units_total.labels(order.currency).inc(order.total_minor)
+        if settled_here:
+            metrics.orders_total.labels("paid").inc()
+            metrics.revenue_minor_units_total.labels(order.currency).inc(order.total_minor)
+        elif result.provider_reference and order.payment_reference != result.provider_reference:
+            # Paid meanwhile by another charge (its webhook came first): this one is a duplicate.
+            await orders.refund_duplicate(
+                services.payments,
+                provider=result.provider,
+                charge_id=result.provider_reference,
+                amount_minor=order.total_minor,
+                currency=order.currency,
+                order_reference=order.reference,
+            )
         return orders.order_view(order)
-    metrics.orders_total.labels("payment_failed").inc()
+    if settled_here:
+        metrics.orders_total.labels("payment_failed").inc()
     if result.status == PaymentStatus.DECLINED:
         _fail("payment_declined")
         raise PaymentFailed(

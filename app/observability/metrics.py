@@ -30,6 +30,7 @@ CHECKOUT_FAILURE_REASONS = (
     "payment_declined",
     "payment_error",
     "fraud_blocked",
+    "fraud_challenged",  # the risk check asked for a TOTP step-up that was missing or wrong
     "invalid",
 )
 CACHE_NAMES = ("product", "search", "taxonomy")

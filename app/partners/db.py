@@ -1,8 +1,8 @@
 """The declarative base of the partners' tables (outbox, quota, risk history).
 
-Kept apart from the shop core's metadata so that this package stands alone;
-phase 2 moves these models onto the core's Base (same naming convention) and
-adds them to its Alembic migrations.
+Kept apart from the shop core's metadata so that this package stands alone
+(same naming convention). The shop's Alembic migrations create these tables
+(revision 0002; `app.db.models.SCHEMA_METADATA` lists both metadatas).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ ADDRESS = {
     "country": "DE",
 }
 APPROVED_CARD = "tok_visa"
+SHIPPING_OPTION = "globex:standard"  # offered by the courier sandbox to ADDRESS
 
 
 def unique_email(prefix: str = "customer") -> str:
@@ -104,8 +105,9 @@ class ShopClient:
         *,
         payment_token: str = APPROVED_CARD,
         channel: str = "card",
-        shipping_option: str = "shop-post:standard",
+        shipping_option: str = SHIPPING_OPTION,
         key: str | None = None,
+        **fields: Any,
     ) -> httpx.Response:
         return await self.http.post(
             "/api/checkout",
@@ -113,6 +115,7 @@ class ShopClient:
                 "address": ADDRESS,
                 "shipping_option": shipping_option,
                 "payment": {"channel": channel, "token": payment_token},
+                **fields,
             },
             headers={**self.auth(token), "Idempotency-Key": key or secrets.token_hex(12)},
         )

@@ -120,7 +120,7 @@ async def test_wrong_types_and_unknown_fields_are_422(client: ShopClient) -> Non
     for body in (
         {
             "address": "nowhere",
-            "shipping_option": "shop-post:standard",
+            "shipping_option": "globex:standard",
             "payment": {"channel": "card", "token": "t"},
         },
         {
@@ -130,12 +130,12 @@ async def test_wrong_types_and_unknown_fields_are_422(client: ShopClient) -> Non
         },
         {
             "address": ADDRESS,
-            "shipping_option": "shop-post:standard",
+            "shipping_option": "globex:standard",
             "payment": {"channel": "cash", "token": "x"},
         },
         {
             "address": ADDRESS,
-            "shipping_option": "shop-post:standard",
+            "shipping_option": "globex:standard",
             "payment": {"channel": "card"},
             "x": 1,
         },
@@ -161,7 +161,7 @@ async def test_a_refused_checkout_writes_nothing(client: ShopClient) -> None:
         "/api/checkout",
         json={
             "address": {**ADDRESS, "country": "KP"},
-            "shipping_option": "shop-post:standard",
+            "shipping_option": "globex:standard",
             "payment": {"channel": "card", "token": "tok_visa"},
         },
         headers={**client.auth(token), "Idempotency-Key": "k-embargo-001"},

@@ -96,7 +96,15 @@ async def test_metrics_follow_the_contract(client: ShopClient) -> None:
         assert found[name].type == kind, name
     # alert-relevant series exist (at zero if nothing happened yet)
     names = {(s.name, tuple(sorted(s.labels.items()))) for f in found.values() for s in f.samples}
-    for reason in ("out_of_stock", "payment_declined", "payment_error", "fraud_blocked", "invalid"):
+    reasons = (
+        "out_of_stock",
+        "payment_declined",
+        "payment_error",
+        "fraud_blocked",
+        "fraud_challenged",
+        "invalid",
+    )
+    for reason in reasons:
         assert ("shop_checkout_failures_total", (("reason", reason),)) in names
     for outcome in ("placed", "paid", "cancelled", "refunded", "payment_failed"):
         assert ("shop_orders_total", (("outcome", outcome),)) in names

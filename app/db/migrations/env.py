@@ -9,10 +9,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app.db.models import Base
+from app.db.models import SCHEMA_METADATA
 
 config = context.config
-target_metadata = Base.metadata
+# The shop's tables and the partners' (mail outbox, sending quota, risk history).
+target_metadata = SCHEMA_METADATA
 
 
 def _run(connection: Connection) -> None:
