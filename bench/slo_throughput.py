@@ -2,7 +2,7 @@
 on the same server stack and the load generator's own ceiling (a no-op HAProxy).
 
 `python -m bench.slo_throughput` (what `make bench` runs). It starts its own stack on free
-loopback ports (payment sandbox, the shop as in production: gunicorn + uvicorn workers,
+loopback ports (partner sandboxes, the shop as in production: gunicorn + uvicorn workers,
 seeded; HAProxy answering 200 to everything), or measures a running shop (--target).
 Every scenario is run at rising concurrency by Locust (as a library, one process, no think
 time); its figure is the highest throughput of a level that kept the SLO gates of
@@ -20,8 +20,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +31,12 @@ from pathlib import Path
 
 # Locust patches the process with gevent on import; this module is a benchmark process.
 import gevent
-import httpx
 import psutil
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
 from bench.figures import Figure, Level, at_slo, interleaved_order, ratio, summarise
+from bench.processes import REPO, free_port, partner_sandboxes, stop, wait_for
 from loadtests.catalog import TestCatalog
 from loadtests.gates import load_gate_spec
 from loadtests.journeys import AnonymousShopper, RegisteredShopper, catalog_for
@@ -46,7 +44,6 @@ from loadtests.resources import TargetProbe
 from loadtests.safety import check_target
 from loadtests.summary import machine_description
 
-REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("noop", "bare", "product", "search", "cart", "mix")
 DESCRIPTIONS = {
     "noop": "no-op target (HAProxy `return 200`): the load generator's own ceiling",
@@ -73,34 +70,6 @@ frontend noop
 # --- the stack ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the process for {url} exited with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass(frozen=True)
 class Stack:
     shop_url: str
@@ -109,52 +78,46 @@ class Stack:
 
 @contextlib.contextmanager
 def own_stack(workdir: Path, shop_workers: int, products: int) -> Iterator[Stack]:
-    """Payment sandbox, seeded shop and no-op HAProxy on free loopback ports."""
+    """Partner sandboxes, seeded shop and no-op HAProxy on free loopback ports."""
     started: list[subprocess.Popen[bytes]] = []
     log = (workdir / "stack.log").open("wb")
     try:
-        pay_port, shop_port, noop_port = _free_port(), _free_port(), _free_port()
-        payments = subprocess.Popen(  # noqa: S603 - fixed command, our own module
-            [sys.executable, "-m", "app.sandbox.payments", "--host", "127.0.0.1",
-             "--port", str(pay_port)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        started.append(payments)
-        env = {
-            **os.environ,
-            "DATABASE_URL": os.environ.get(
-                "BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{workdir / 'shop.db'}"
-            ),
-            "BIND_HOST": "127.0.0.1",
-            "PORT": str(shop_port),
-            "WEB_CONCURRENCY": str(shop_workers),
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-            "PARTNERS_PAYMENTS_BASE_URL": f"http://127.0.0.1:{pay_port}",
-            "LOG_LEVEL": "WARNING",
-            "SEED_PRODUCTS": str(products),
-            # the seeded admin account is not used here: a random password, never shown
-            "SHOP_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        }
-        shop = subprocess.Popen(
-            [sys.executable, "-m", "app.serve", "--seed-if-empty"], cwd=REPO, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        started.append(shop)
-        config = workdir / "noop.cfg"
-        config.write_text(NOOP_HAPROXY.format(port=noop_port))
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        noop = subprocess.Popen(  # noqa: S603 - fixed command
-            [haproxy, "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
-        )
-        started.append(noop)
-        stack = Stack(f"http://127.0.0.1:{shop_port}", f"http://127.0.0.1:{noop_port}")
-        _wait_for(f"http://127.0.0.1:{pay_port}/healthz", payments)
-        _wait_for(f"{stack.shop_url}/readyz", shop)
-        _wait_for(stack.noop_url, noop)
-        yield stack
+        with partner_sandboxes(log) as partners_env:
+            shop_port, noop_port = free_port(), free_port()
+            env = {
+                **os.environ,
+                **partners_env,
+                "DATABASE_URL": os.environ.get(
+                    "BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{workdir / 'shop.db'}"
+                ),
+                "BIND_HOST": "127.0.0.1",
+                "PORT": str(shop_port),
+                "WEB_CONCURRENCY": str(shop_workers),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+                "LOG_LEVEL": "WARNING",
+                "SEED_PRODUCTS": str(products),
+                # the seeded admin account is not used here: a random password, never shown
+                "SHOP_ADMIN_PASSWORD": secrets.token_urlsafe(18),
+            }
+            shop = subprocess.Popen(
+                [sys.executable, "-m", "app.serve", "--seed-if-empty"], cwd=REPO, env=env,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            started.append(shop)
+            config = workdir / "noop.cfg"
+            config.write_text(NOOP_HAPROXY.format(port=noop_port))
+            haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+            noop = subprocess.Popen(  # noqa: S603 - fixed command
+                [haproxy, "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
+            )
+            started.append(noop)
+            stack = Stack(f"http://127.0.0.1:{shop_port}", f"http://127.0.0.1:{noop_port}")
+            wait_for(f"{stack.shop_url}/readyz", shop)
+            wait_for(stack.noop_url, noop)
+            yield stack
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop(process)
         log.close()
 
 
@@ -395,16 +358,16 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def own_stack_noop_only(workdir: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     config = workdir / "noop.cfg"
     config.write_text(NOOP_HAPROXY.format(port=port))
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     process = subprocess.Popen([haproxy, "-f", str(config), "-db"])  # noqa: S603 - fixed command
     try:
-        _wait_for(f"http://127.0.0.1:{port}", process)
+        wait_for(f"http://127.0.0.1:{port}", process)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 if __name__ == "__main__":

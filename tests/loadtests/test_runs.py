@@ -97,6 +97,38 @@ def test_smoke_with_two_workers_passes_its_gates(load_target: str, tmp_path: Pat
     assert "RESULT: PASS" in output
 
 
+def _fraud_decisions(metrics_text: str) -> dict[str, float]:
+    decisions: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("shop_fraud_decisions_total{"):
+            labels, value = line.rsplit(" ", 1)
+            decisions[labels.split('decision="')[1].split('"')[0]] = float(value)
+    return decisions
+
+
+def test_shoppers_answer_the_risk_checks_step_up_with_their_totp_code(
+    shop_factory: Any, tmp_path: Path
+):
+    """Production velocity limits, and every new account's order counts as large: each
+    first checkout is challenged, and the shoppers' journeys must get through it."""
+    production_limits = {
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_IP": "8",
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_PAYMENT_TOKEN": "3",
+        "PARTNERS_FRAUD__MAX_ORDERS_PER_ACCOUNT": "5",
+        "PARTNERS_FRAUD__LARGE_ORDER_MINOR": "1",
+    }
+    shop = shop_factory(f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}", extra_env=production_limits)
+    code, output, summary = run_loadtest(
+        tmp_path / "run", "--profile", "smoke", "--target", shop.url
+    )
+    assert summary is not None, output
+    assert code == 0, output
+    assert summary["overall"]["failures"] == 0
+    decisions = _fraud_decisions(httpx.get(f"{shop.url}/metrics", timeout=10).text)
+    assert decisions.get("challenge", 0) >= 1, decisions
+    assert decisions.get("block", 0) == 0, decisions
+
+
 def test_an_impossible_gate_fails_the_run_and_is_named(load_target: str, tmp_path: Path):
     code, output, summary = run_loadtest(
         tmp_path,
