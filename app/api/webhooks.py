@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from app.api.deps import ServicesDep
 from app.domain import orders
 from app.partners.webhooks import verified_json
+from app.wiring import Services
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
@@ -26,25 +27,22 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value is not None else ""
+async def _verified_event(request: Request, secret: SecretStr | None, services: Services) -> Any:
+    """The delivery's JSON if its signature is good and fresh; 401 and nothing else if not."""
+    return await verified_json(
+        request,
+        secret.get_secret_value() if secret is not None else "",
+        tolerance_seconds=services.partners.webhook_tolerance_seconds,
+    )
 
 
 @router.post("/couriers", responses=RESPONSES, summary="Courier tracking.updated")
 async def courier_event(request: Request, services: ServicesDep) -> dict[str, str]:
-    event = await verified_json(
-        request,
-        _secret(services.partners.couriers_webhook_secret),
-        tolerance_seconds=services.partners.webhook_tolerance_seconds,
-    )
+    event = await _verified_event(request, services.partners.couriers_webhook_secret, services)
     return await orders.courier_webhook(services.db, services.fulfilment, event)
 
 
 @router.post("/payments", responses=RESPONSES, summary="charge.succeeded / failed / refunded")
 async def payment_event(request: Request, services: ServicesDep) -> dict[str, str]:
-    event = await verified_json(
-        request,
-        _secret(services.partners.payments_webhook_secret),
-        tolerance_seconds=services.partners.webhook_tolerance_seconds,
-    )
+    event = await _verified_event(request, services.partners.payments_webhook_secret, services)
     return await orders.payment_webhook(services.db, services.fulfilment, event)

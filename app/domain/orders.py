@@ -145,14 +145,23 @@ async def restock(session: AsyncSession, order_id: int) -> None:
         )
 
 
-async def _locked_order(session: AsyncSession, order_id: int, user_id: int | None) -> Order:
-    stmt = select(Order).where(Order.id == order_id).with_for_update()
+async def _order(
+    session: AsyncSession, order_id: int, user_id: int | None, *, lock: bool = False
+) -> Order:
+    """The order (the customer's own when `user_id` is given), row-locked if asked; else 404."""
+    stmt = select(Order).where(Order.id == order_id)
+    if lock:
+        stmt = stmt.with_for_update()
     if user_id is not None:
         stmt = stmt.where(Order.user_id == user_id)
     order = (await session.execute(stmt)).scalar_one_or_none()
     if order is None:
         raise NotFound(f"no order {order_id}")
     return order
+
+
+async def _locked_order(session: AsyncSession, order_id: int, user_id: int | None) -> Order:
+    return await _order(session, order_id, user_id, lock=True)
 
 
 async def mark_paid(
@@ -265,16 +274,6 @@ async def _buy_label(
             f"the courier could not create the shipment ({exc}); the order is unchanged; try again",
             order_id=order.id,
         ) from exc
-
-
-async def _order(session: AsyncSession, order_id: int, user_id: int | None) -> Order:
-    stmt = select(Order).where(Order.id == order_id)
-    if user_id is not None:
-        stmt = stmt.where(Order.user_id == user_id)
-    order = (await session.execute(stmt)).scalar_one_or_none()
-    if order is None:
-        raise NotFound(f"no order {order_id}")
-    return order
 
 
 async def transition(
