@@ -97,14 +97,17 @@ sandboxes: deps ## Partners: all sandboxes (payments, couriers, SMTP sink, admin
 partners-test: deps ## Partners: the partners suite only
 	$(BIN)/pytest -q tests/partners
 
+# LAB=1: the knobs of the lab's partners host (run there: its admin port is mgmt-only).
+KNOBS_CLI = $(if $(LAB),$(PY) -m lab fault,$(PY) -m app.sandbox.knobs $(if $(SANDBOX_ADMIN),--admin $(SANDBOX_ADMIN)))
+
 .PHONY: fault
-fault: ## Partners: turn a sandbox knob, e.g. make fault SERVICE=card-primary KNOBS="outage=true"
-	@test -n "$(SERVICE)" -a -n "$(KNOBS)" || { echo 'usage: make fault SERVICE=<service> KNOBS="knob=value ..."'; exit 2; }
-	$(PY) -m app.sandbox.knobs $(if $(SANDBOX_ADMIN),--admin $(SANDBOX_ADMIN)) set $(SERVICE) $(KNOBS)
+fault: ## Partners: turn a sandbox knob, e.g. make fault SERVICE=card-primary KNOBS="outage=true" [LAB=1]
+	@test -n "$(SERVICE)" -a -n "$(KNOBS)" || { echo 'usage: make fault SERVICE=<service> KNOBS="knob=value ..." [LAB=1]'; exit 2; }
+	$(KNOBS_CLI) set $(SERVICE) $(KNOBS)
 
 .PHONY: faults-reset
-faults-reset: ## Partners: every sandbox knob back to normal
-	$(PY) -m app.sandbox.knobs $(if $(SANDBOX_ADMIN),--admin $(SANDBOX_ADMIN)) reset
+faults-reset: ## Partners: every sandbox knob back to normal [LAB=1]
+	$(KNOBS_CLI) reset
 
 
 # --- monitoring (monitoring/, runbooks/) ------------------------------------

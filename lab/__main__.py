@@ -1,4 +1,4 @@
-"""Command line: python -m lab {up,converge,status,down,report,prune-images}.
+"""Command line: python -m lab {up,converge,status,down,report,fault,prune-images}.
 
 Settings come from the environment (see lab/settings.py): LAB_NAME,
 LAB_SUBNET_SHIFT, LAB_PORT_<PUBLISHED>.
@@ -11,9 +11,15 @@ import json
 import sys
 import time
 
+import topology
+
 from . import converge, hosts, image, inventory, podman, status
+from .layout import plan
 from .podman import PodmanError
 from .settings import LabSettings, SettingsError, from_env
+
+# Where the shop role installs the current release (playbooks/roles/shop_release).
+SHOP_VENV = "/opt/shop/current/venv"
 
 
 def cmd_up(settings: LabSettings) -> int:
@@ -85,6 +91,25 @@ def cmd_report(settings: LabSettings) -> int:
     return 1 if failed or over else 0
 
 
+def cmd_fault(settings: LabSettings, knobs_args: list[str]) -> int:
+    """The sandboxes' fault knobs (`app.sandbox.knobs`), run on the partners host itself.
+
+    The admin port is open only to the mgmt tier, so this machine cannot reach it; the
+    partners host runs the same release, CLI included, and reaches its own admin port.
+    """
+    host = next((h for h in plan(settings).values() if h.tier == "partners"), None)
+    if host is None:
+        raise hosts.LabError("the topology's lab has no host in the partners tier")
+    admin = f"http://{host.name}:{topology.load().port('partners_metrics')}"
+    command = ["sudo", "-u", "shop", f"{SHOP_VENV}/bin/python", "-m", "app.sandbox.knobs"]
+    result = podman.exec_in(
+        settings.container(host.name), [*command, "--admin", admin, *knobs_args], check=False
+    )
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.returncode
+
+
 def cmd_down(settings: LabSettings) -> int:
     removed = hosts.remove_all(settings)
     print(f"removed containers: {', '.join(removed['containers']) or '-'}")
@@ -120,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     stat.add_argument("--json", action="store_true")
     sub.add_parser("report", help="URLs and a short report")
     sub.add_parser("down", help="remove this lab's containers and networks, and stale base images")
+    fault = sub.add_parser(
+        "fault",
+        help="partner sandbox fault knobs: show | set SERVICE KNOB=VALUE ... | reset [SERVICE]",
+    )
+    fault.add_argument("knobs", nargs=argparse.REMAINDER)
     sub.add_parser("prune-images", help="remove base images of older recipes")
     args = parser.parse_args(argv)
     try:
@@ -134,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(settings)
         if args.command == "down":
             return cmd_down(settings)
+        if args.command == "fault":
+            return cmd_fault(settings, args.knobs or ["show"])
         return cmd_prune_images()
     except (SettingsError, PodmanError, hosts.LabError, image.ImageBuildError) as error:
         print(f"lab: {error}", file=sys.stderr)

@@ -182,3 +182,37 @@ def test_stopping_an_app_server_its_target_goes_down_and_the_edge_keeps_serving(
         podman.run(["start", lab.container(zone_a.name)])
     assert failures == []
     wait_for(lambda: target_health(lab, "shop", instance) == "up", f"{instance} back up")
+
+
+def test_fault_knobs_are_turned_on_the_partners_host_and_show_in_prometheus(lab):
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LAB_NAME": lab.settings.name,
+        "LAB_SUBNET_SHIFT": str(lab.settings.subnet_shift),
+    }
+
+    def knobs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO / ".venv/bin/python"), "-m", "lab", "fault", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    turned = knobs("set", "swiftpost", "latency_ms=250")
+    try:
+        assert turned.returncode == 0, turned.stderr
+        assert json.loads(turned.stdout)["latency_ms"] == 250
+
+        def setting() -> float | None:
+            answer = httpx.get(
+                lab.url("prometheus") + "api/v1/query",
+                params={"query": 'sandbox_fault_setting{service="swiftpost",knob="latency_ms"}'},
+                timeout=10,
+            ).json()["data"]["result"]
+            return float(answer[0]["value"][1]) if answer else None
+
+        wait_for(lambda: setting() == 250, "Prometheus to scrape the turned knob")
+        refused = knobs("set", "swiftpost", "error_rate=500")
+        assert refused.returncode == 1 and "error_rate" in refused.stderr
+    finally:
+        assert knobs("reset").returncode == 0
+    wait_for(lambda: setting() == 0, "the knob back at 0 in Prometheus")
