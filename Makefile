@@ -59,7 +59,7 @@ SEED_PRODUCTS ?= 10000
 RUN_SANDBOXES ?= 1
 
 .PHONY: run
-run: deps ## Serve the seeded shop on http://$(HOST):$(PORT) (WORKERS workers; payment sandboxes too unless RUN_SANDBOXES=0)
+run: deps ## Serve the seeded shop on http://$(HOST):$(PORT) (WORKERS workers; every partner sandbox too unless RUN_SANDBOXES=0)
 	@if [ "$(RUN_SANDBOXES)" = 1 ]; then \
 	  $(PY) -m app.sandbox --host 127.0.0.1 & sandboxes=$$!; \
 	  trap 'kill $$sandboxes 2>/dev/null' EXIT INT TERM; \
