@@ -62,6 +62,10 @@ SHOPPER_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 PASSWORD_PREFIX = "Load-test-"  # noqa: S105 - only a prefix; each shopper adds a random part
 
 
+def shopper_address() -> str:
+    return str(SHOPPER_NETWORK[random.randrange(1, SHOPPER_NETWORK.num_addresses - 1)])
+
+
 def _placed_or_step_up(answer: Any) -> str | None:
     """A checkout answer a real shopper can go on from: an order, or a step-up request."""
     if "id" in answer:
@@ -90,9 +94,7 @@ class Shopper(FastHttpUser):
         self.cart_id: str | None = None
         self.token: str | None = None
         self.cart_skus: set[str] = set()
-        self.client_ip = str(
-            SHOPPER_NETWORK[random.randrange(1, SHOPPER_NETWORK.num_addresses - 1)]
-        )
+        self.client_ip = shopper_address()
 
     # --- plumbing --------------------------------------------------------------
 
@@ -238,6 +240,7 @@ class RegisteredShopper(Shopper):
         self.password = PASSWORD_PREFIX + uuid.uuid4().hex
         self.payment_tokens = {c: p + shopper for c, p in PAYMENT_TOKEN_PREFIX.items()}
         self.address = self.catalog.address(shopper)
+        self.client_ip = shopper_address()  # the new customer's own connection
         self.order_ids: list[int] = []
         self.registered = False
         self.token = None

@@ -137,13 +137,31 @@ async def test_card_testing_one_token_many_accounts_one_ip_is_blocked(engine: Ri
     result = None
     for n in range(9):
         result = await engine.assess(
-            request(customer_reference=f"cust-{n}", payment_token="tok_stolen", amount_minor=500),
+            request(
+                customer_reference=f"cust-{n}",
+                payment_token="tok_stolen",
+                amount_minor=500,
+                order_reference=f"ord-{n}",
+            ),
             now=NOW + timedelta(seconds=n),
         )
     assert result is not None
     assert result.decision == RiskDecision.BLOCK
     assert set(result.reason_codes) == {"velocity_payment_token", "velocity_ip"}
     assert result.score == 2 * SETTINGS.velocity_points
+
+
+async def test_one_attempt_assessed_again_after_a_step_up_counts_once(engine: RiskEngine):
+    """A challenged checkout sent again with the customer's code is the same attempt."""
+    limit = SETTINGS.max_orders_per_payment_token
+    for n in range(limit - 1):
+        await engine.assess(request(order_reference=f"done-{n}"), now=NOW + timedelta(seconds=n))
+    first = await engine.assess(request(order_reference="again"), now=NOW + timedelta(minutes=1))
+    again = await engine.assess(request(order_reference="again"), now=NOW + timedelta(minutes=2))
+    assert "velocity_payment_token" not in first.reason_codes
+    assert "velocity_payment_token" not in again.reason_codes
+    other = await engine.assess(request(order_reference="next"), now=NOW + timedelta(minutes=3))
+    assert "velocity_payment_token" in other.reason_codes
 
 
 async def test_new_account_large_order_to_another_country_at_speed_is_blocked(engine: RiskEngine):

@@ -205,3 +205,29 @@ async def test_risk_history_in_sql_feeds_the_velocity_and_amount_rules(
     for n in range(3):
         result = await engine.assess(base, now=T0 + timedelta(minutes=n + 1))
     assert result.reason_codes == ["velocity_payment_token"]
+
+
+async def test_risk_history_in_sql_counts_one_attempt_assessed_twice_once(
+    engine_factory: EngineFactory,
+):
+    history = SqlRiskHistory(sessions(engine_factory()))
+    engine = RiskEngine(FraudSettings(max_orders_per_payment_token=2), history)
+    base = RiskRequest(
+        customer_reference="cust-7",
+        account_created_at=T0 - timedelta(days=300),
+        amount_minor=3000,
+        currency="EUR",
+        payment_token="tok_7",
+        ip_address="198.51.100.7",
+        billing_country="DE",
+        shipping_country="DE",
+    )
+    await engine.assess(RiskRequest(**{**base.__dict__, "order_reference": "a"}), now=T0)
+    again = RiskRequest(**{**base.__dict__, "order_reference": "b"})
+    first = await engine.assess(again, now=T0 + timedelta(minutes=1))
+    second = await engine.assess(again, now=T0 + timedelta(minutes=2))  # the step-up retry
+    assert first.reason_codes == [] and second.reason_codes == []
+    third = await engine.assess(
+        RiskRequest(**{**base.__dict__, "order_reference": "c"}), now=T0 + timedelta(minutes=3)
+    )
+    assert third.reason_codes == ["velocity_payment_token"]

@@ -89,8 +89,10 @@ class RiskHistory(Protocol):
         customer_reference: str | None = None,
         token_fingerprint: str | None = None,
         ip_address: str | None = None,
+        other_than: str = "",
     ) -> int:
-        """Assessments since `since` matching the one given key."""
+        """Attempts (distinct references) since `since` matching the one given key,
+        not counting the attempt `other_than` (the one being assessed again)."""
         ...
 
     async def usual_amounts(self, customer_reference: str, currency: str, limit: int) -> list[int]:
@@ -117,19 +119,24 @@ class InMemoryRiskHistory:
         customer_reference: str | None = None,
         token_fingerprint: str | None = None,
         ip_address: str | None = None,
+        other_than: str = "",
     ) -> int:
         keys = [k for k in (customer_reference, token_fingerprint, ip_address) if k is not None]
         if len(keys) != 1:
             raise ValueError("count_attempts takes exactly one key")
-        return sum(
-            1
-            for r in self.records
-            if r.assessed_at >= since
-            and (
-                r.customer_reference == customer_reference
-                or r.token_fingerprint == token_fingerprint
-                or r.ip_address == ip_address
-            )
+        return len(
+            {
+                # one attempt assessed twice (step-up) counts once; no reference: its own
+                r.order_reference or f"#{index}"
+                for index, r in enumerate(self.records)
+                if r.assessed_at >= since
+                and not (other_than and r.order_reference == other_than)
+                and (
+                    r.customer_reference == customer_reference
+                    or r.token_fingerprint == token_fingerprint
+                    or r.ip_address == ip_address
+                )
+            }
         )
 
     async def usual_amounts(self, customer_reference: str, currency: str, limit: int) -> list[int]:
@@ -209,7 +216,9 @@ class RiskEngine:
         )  # fmt: skip
         hits = []
         for rule, key, limit, what in checks:
-            count = await self._history.count_attempts(since=since, **key)
+            count = await self._history.count_attempts(
+                since=since, other_than=req.order_reference, **key
+            )
             if count >= limit:
                 hits.append(
                     RuleHit(

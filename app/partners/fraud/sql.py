@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, func, select
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +39,12 @@ class RiskAssessmentRow(PartnersBase):
     assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+_attempt = case(
+    (RiskAssessmentRow.order_reference == "", cast(RiskAssessmentRow.id, String)),
+    else_=RiskAssessmentRow.order_reference,
+)
+
+
 class SqlRiskHistory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -50,6 +56,7 @@ class SqlRiskHistory:
         customer_reference: str | None = None,
         token_fingerprint: str | None = None,
         ip_address: str | None = None,
+        other_than: str = "",
     ) -> int:
         keys = {
             RiskAssessmentRow.customer_reference: customer_reference,
@@ -60,12 +67,14 @@ class SqlRiskHistory:
         if len(given) != 1:
             raise ValueError("count_attempts takes exactly one key")
         column, value = given[0]
+        where = [column == value, RiskAssessmentRow.assessed_at >= since]
+        if other_than:
+            where.append(RiskAssessmentRow.order_reference != other_than)
         async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count(RiskAssessmentRow.id)).where(
-                    column == value, RiskAssessmentRow.assessed_at >= since
-                )
-            )
+            # One checkout attempt assessed twice (challenged, then sent again with the
+            # customer's code) is one attempt: count distinct references (an assessment
+            # without a reference is an attempt of its own).
+            count = await session.scalar(select(func.count(func.distinct(_attempt))).where(*where))
         return int(count or 0)
 
     async def usual_amounts(self, customer_reference: str, currency: str, limit: int) -> list[int]:
