@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -183,20 +184,25 @@ async def test_quota_store_is_all_or_nothing(engine_factory: EngineFactory):
     assert await quota.remaining(T0) == {"day": 4, "minute": 0}
 
 
+def _established_customer(n: int) -> RiskRequest:
+    """A 300-day-old account paying 30.00 at home: no rule fires on its own."""
+    return RiskRequest(
+        customer_reference=f"cust-{n}",
+        account_created_at=T0 - timedelta(days=300),
+        amount_minor=3000,
+        currency="EUR",
+        payment_token=f"tok_{n}",
+        ip_address=f"198.51.100.{n}",
+        billing_country="DE",
+        shipping_country="DE",
+    )
+
+
 async def test_risk_history_in_sql_feeds_the_velocity_and_amount_rules(
     engine_factory: EngineFactory,
 ):
     engine = RiskEngine(FraudSettings(), SqlRiskHistory(sessions(engine_factory())))
-    base = RiskRequest(
-        customer_reference="cust-9",
-        account_created_at=T0 - timedelta(days=300),
-        amount_minor=3000,
-        currency="EUR",
-        payment_token="tok_9",
-        ip_address="198.51.100.9",
-        billing_country="DE",
-        shipping_country="DE",
-    )
+    base = _established_customer(9)
     for n in range(3):
         await engine.assess(base, now=T0 - timedelta(days=10 + n))
     unusual = await engine.assess(RiskRequest(**{**base.__dict__, "amount_minor": 90_000}), now=T0)
@@ -212,22 +218,11 @@ async def test_risk_history_in_sql_counts_one_attempt_assessed_twice_once(
 ):
     history = SqlRiskHistory(sessions(engine_factory()))
     engine = RiskEngine(FraudSettings(max_orders_per_payment_token=2), history)
-    base = RiskRequest(
-        customer_reference="cust-7",
-        account_created_at=T0 - timedelta(days=300),
-        amount_minor=3000,
-        currency="EUR",
-        payment_token="tok_7",
-        ip_address="198.51.100.7",
-        billing_country="DE",
-        shipping_country="DE",
-    )
-    await engine.assess(RiskRequest(**{**base.__dict__, "order_reference": "a"}), now=T0)
-    again = RiskRequest(**{**base.__dict__, "order_reference": "b"})
+    base = _established_customer(7)
+    await engine.assess(replace(base, order_reference="a"), now=T0)
+    again = replace(base, order_reference="b")
     first = await engine.assess(again, now=T0 + timedelta(minutes=1))
     second = await engine.assess(again, now=T0 + timedelta(minutes=2))  # the step-up retry
     assert first.reason_codes == [] and second.reason_codes == []
-    third = await engine.assess(
-        RiskRequest(**{**base.__dict__, "order_reference": "c"}), now=T0 + timedelta(minutes=3)
-    )
+    third = await engine.assess(replace(base, order_reference="c"), now=T0 + timedelta(minutes=3))
     assert third.reason_codes == ["velocity_payment_token"]
