@@ -58,14 +58,12 @@ test: deps lint ## Install what is needed and run the whole suite
 SEED_PRODUCTS ?= 10000
 RUN_SANDBOXES ?= 1
 
+# scripts/run-local.sh: one webhook secret per partner, made for the run (environment only),
+# given to the shop and the sandboxes, and the sandboxes' webhooks pointed at the shop.
 .PHONY: run
 run: deps ## Serve the seeded shop on http://$(HOST):$(PORT) (WORKERS workers; every partner sandbox too unless RUN_SANDBOXES=0)
-	@if [ "$(RUN_SANDBOXES)" = 1 ]; then \
-	  $(PY) -m app.sandbox --host 127.0.0.1 & sandboxes=$$!; \
-	  trap 'kill $$sandboxes 2>/dev/null' EXIT INT TERM; \
-	fi; \
-	BIND_HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WORKERS) SEED_PRODUCTS=$(SEED_PRODUCTS) \
-	  $(PY) -m app.serve --seed-if-empty
+	@PY=$(PY) HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) SEED_PRODUCTS=$(SEED_PRODUCTS) \
+	  RUN_SANDBOXES=$(RUN_SANDBOXES) scripts/run-local.sh
 
 .PHONY: seed
 seed: deps ## Rebuild the deterministic catalog (SEED_PRODUCTS=10000; wipes orders, carts, users)
@@ -74,6 +72,13 @@ seed: deps ## Rebuild the deterministic catalog (SEED_PRODUCTS=10000; wipes orde
 .PHONY: migrate
 migrate: deps ## Bring the database (DATABASE_URL) to the newest schema
 	$(PY) -m app.db migrate
+
+# Exit 0 none, 1 discrepancies listed, 2 could not check; the runbooks say how to read it.
+SETTLE_SECONDS ?=
+
+.PHONY: reconcile
+reconcile: $(STAMP_PY) ## Orders vs payment ledgers vs mail outbox: one line per discrepancy (DATABASE_URL, PARTNERS_*; JSON=1 SETTLE_SECONDS=30)
+	$(PY) -m app reconcile $(if $(JSON),--json) $(if $(SETTLE_SECONDS),--settle-seconds $(SETTLE_SECONDS))
 
 .PHONY: app-test
 app-test: deps ## The shop suite only (SQLite and PostgreSQL)
@@ -113,8 +118,8 @@ faults-reset: ## Partners: every sandbox knob back to normal [LAB=1]
 # --- monitoring (monitoring/, runbooks/) ------------------------------------
 
 .PHONY: rules
-rules: $(STAMP_PY) ## Regenerate the SLO rules from monitoring/slos.yml, and the dashboards
-	$(PY) -m monitoring.slo_rules
+rules: $(STAMP_PY) ## Regenerate the alert rules (monitoring/rules/src, slos.yml, config.yml), and the dashboards
+	$(PY) -m monitoring.render_rules
 	$(PY) -m monitoring.dashboards
 
 .PHONY: dashboards
@@ -123,7 +128,7 @@ dashboards: $(STAMP_PY) ## Regenerate monitoring/dashboards/*.json from panels.y
 
 .PHONY: rules-test
 rules-test: deps ## promtool checks and unit tests of every alert, Alertmanager, runbooks
-	$(BIN)/pytest tests/monitoring/test_alert_rules.py tests/monitoring/test_alertmanager_config.py tests/monitoring/test_runbooks.py -k "not real_alertmanager"
+	$(BIN)/pytest tests/monitoring/test_alert_rules.py tests/monitoring/test_rule_sources.py tests/monitoring/test_alertmanager_config.py tests/monitoring/test_runbooks.py -k "not real_alertmanager"
 
 .PHONY: prometheus-config
 prometheus-config: $(STAMP_PY) ## Print prometheus.yml rendered for the lab topology

@@ -16,6 +16,9 @@ from app.settings import get_settings
 _settings = get_settings()
 
 bind = [f"{_settings.bind_host}:{_settings.port}"]
+if _settings.tls_cert_file is not None and _settings.tls_key_file is not None:
+    certfile = str(_settings.tls_cert_file)
+    keyfile = str(_settings.tls_key_file)
 workers = _settings.web_concurrency
 worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))

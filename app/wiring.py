@@ -17,19 +17,19 @@ from app.db.session import Database
 from app.domain.accounts import AuthPolicy
 from app.domain.cache import CatalogCache, build_cache
 from app.domain.checkout import CheckoutServices
+from app.domain.fulfilment import Fulfilment
 from app.domain.mail import OrderMailer
-from app.domain.orders import Fulfilment
-from app.domain.risk import EngineRiskAssessor, RiskAssessor
-from app.domain.shipping import RateTableCourier
+from app.domain.reconciler import Reconciler, ReconcilerPolicy
 from app.domain.throttle import ThrottlePolicy
 from app.partners.couriers import build_courier_gateway
+from app.partners.couriers.rate_table import RateTableCourier
 from app.partners.fraud import RiskEngine
 from app.partners.fraud.sql import SqlRiskHistory
-from app.partners.interfaces import CourierGateway, PaymentGateway
+from app.partners.interfaces import CourierGateway, PaymentGateway, RiskAssessor
 from app.partners.mail import OutboxWorker, build_outbox_worker
 from app.partners.mail.sql import SqlOutboxStore, SqlQuotaStore
 from app.partners.payments import build_payment_gateway
-from app.partners.settings import PartnersSettings
+from app.partners.settings import PartnersSettings, insecure_partner_settings
 from app.settings import Settings
 
 
@@ -61,12 +61,29 @@ class Services:
             mailer=self.mailer,
             currency=self.settings.currency,
             origin_country=self.settings.origin_country,
+            deadline_seconds=self.partners.checkout_deadline_seconds,
         )
 
     @property
     def fulfilment(self) -> Fulfilment:
         return Fulfilment(
-            payments=self.payments, courier=self.courier, cache=self.cache, mailer=self.mailer
+            payments=self.payments,
+            courier=self.courier,
+            cache=self.cache,
+            mailer=self.mailer,
+            webhook_window_seconds=self.partners.webhook_tolerance_seconds,
+        )
+
+    def reconciler(self) -> Reconciler:
+        """The reconciler of this process (one process at a time holds its lease)."""
+        return Reconciler(
+            self.db,
+            self.fulfilment,
+            ReconcilerPolicy(
+                settle_after_seconds=self.settings.reconcile_after_seconds,
+                interval_seconds=self.settings.reconcile_interval_seconds,
+                lease_seconds=3 * self.settings.reconcile_interval_seconds,
+            ),
         )
 
     def mail_worker(self) -> OutboxWorker:
@@ -110,11 +127,24 @@ def build_risk(partners: PartnersSettings, db: Database) -> RiskAssessor:
     # uses the read engine: on SQLite its four history reads per checkout then never
     # queue for the write lock (BEGIN IMMEDIATE) that order placement needs.
     history = SqlRiskHistory(async_sessionmaker(db.engine, expire_on_commit=False))
-    return EngineRiskAssessor(RiskEngine(partners.fraud, history))
+    return RiskEngine(partners.fraud, history)
+
+
+class InsecurePartnerSettings(ValueError):
+    """Production settings that would send card or customer data to a partner in clear,
+    or reach a partner without its credentials."""
 
 
 def build_services(settings: Settings) -> Services:
     partners = PartnersSettings()
+    problems = insecure_partner_settings(partners)
+    if settings.environment == "production" and problems:
+        raise InsecurePartnerSettings(
+            "ENVIRONMENT=production needs TLS and credentials for every partner: "
+            + "; ".join(problems)
+            + " (use https:// URLs, PARTNERS_SMTP_STARTTLS=true, the payment API key"
+            " and the SMTP login)"
+        )
     db = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -149,6 +179,7 @@ def build_services(settings: Settings) -> Services:
             throttle=ThrottlePolicy(
                 account_max_failures=settings.login_max_failures,
                 account_lockout_seconds=settings.login_lockout_seconds,
+                account_backoff_initial_seconds=settings.login_backoff_initial_seconds,
                 ip_max_failures=settings.ip_max_failures,
                 ip_window_seconds=settings.ip_failure_window_seconds,
             ),

@@ -40,8 +40,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import pyotp
 
-from bench.processes import free_port, partner_sandboxes, stop, wait_for
+from bench.processes import STARTUP_SECONDS, partner_sandboxes
+from local_processes import free_port, start, stop, wait_for_http
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = ("bare", "product", "search", "checkout")
@@ -115,21 +117,18 @@ def shop_stack(workers: int, products: int):
             "SHOP_ADMIN_PASSWORD": admin_password,
         }
         env.pop("REDIS_URL", None)
-        log = (workdir / "shop.log").open("wb")
-        shop = subprocess.Popen(
+        shop = start(
             [sys.executable, "-m", "app.serve", "--seed-if-empty"],
             cwd=workdir,
             env=env,
-            stdout=log,
-            stderr=log,
+            output=workdir / "shop.log",
         )
         url = f"http://127.0.0.1:{shop_port}"
         try:
-            wait_for(f"{url}/readyz", shop)
+            wait_for_http(f"{url}/readyz", shop, timeout_seconds=STARTUP_SECONDS)
             yield url, ("bench-admin@example.com", admin_password)
         finally:
             stop(shop)
-            log.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -253,6 +252,13 @@ def prepare_checkout(
             "/api/auth/login", json={"email": admin[0], "password": admin[1]}
         ).json()["access_token"]
         auth = {"Authorization": f"Bearer {admin_token}"}
+        # Admin routes need the admin's TOTP: enrol it (this session stays valid).
+        secret = http.post(
+            "/api/account/mfa/totp", json={"password": admin[1]}, headers=auth
+        ).json()["secret"]
+        http.post(
+            "/api/account/mfa/totp/verify", json={"code": pyotp.TOTP(secret).now()}, headers=auth
+        ).raise_for_status()
         skus = []
         for i in range(20):
             sku = f"BENCH-{i:03d}"

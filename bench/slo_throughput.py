@@ -36,13 +36,14 @@ from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
 from bench.figures import Figure, Level, at_slo, interleaved_order, ratio, summarise
-from bench.processes import REPO, free_port, partner_sandboxes, stop, wait_for
+from bench.processes import REPO, STARTUP_SECONDS, partner_sandboxes
 from loadtests.catalog import TestCatalog
 from loadtests.gates import load_gate_spec
 from loadtests.journeys import AnonymousShopper, RegisteredShopper, catalog_for
 from loadtests.resources import TargetProbe
 from loadtests.safety import check_target
 from loadtests.summary import machine_description
+from local_processes import free_port, start, stop, wait_for_http
 
 SCENARIOS = ("noop", "bare", "product", "search", "cart", "mix")
 DESCRIPTIONS = {
@@ -99,21 +100,19 @@ def own_stack(workdir: Path, shop_workers: int, products: int) -> Iterator[Stack
                 # the seeded admin account is not used here: a random password, never shown
                 "SHOP_ADMIN_PASSWORD": secrets.token_urlsafe(18),
             }
-            shop = subprocess.Popen(
+            shop = start(
                 [sys.executable, "-m", "app.serve", "--seed-if-empty"], cwd=REPO, env=env,
-                stdout=log, stderr=subprocess.STDOUT,
+                output=log,
             )  # fmt: skip
             started.append(shop)
             config = workdir / "noop.cfg"
             config.write_text(NOOP_HAPROXY.format(port=noop_port))
             haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-            noop = subprocess.Popen(  # noqa: S603 - fixed command
-                [haproxy, "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
-            )
+            noop = start([haproxy, "-f", str(config), "-db"], output=log)
             started.append(noop)
             stack = Stack(f"http://127.0.0.1:{shop_port}", f"http://127.0.0.1:{noop_port}")
-            wait_for(f"{stack.shop_url}/readyz", shop)
-            wait_for(stack.noop_url, noop)
+            wait_for_http(f"{stack.shop_url}/readyz", shop, timeout_seconds=STARTUP_SECONDS)
+            wait_for_http(stack.noop_url, noop, timeout_seconds=STARTUP_SECONDS)
             yield stack
     finally:
         for process in reversed(started):
@@ -362,9 +361,9 @@ def own_stack_noop_only(workdir: Path) -> Iterator[str]:
     config = workdir / "noop.cfg"
     config.write_text(NOOP_HAPROXY.format(port=port))
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    process = subprocess.Popen([haproxy, "-f", str(config), "-db"])  # noqa: S603 - fixed command
+    process = start([haproxy, "-f", str(config), "-db"])
     try:
-        wait_for(f"http://127.0.0.1:{port}", process)
+        wait_for_http(f"http://127.0.0.1:{port}", process, timeout_seconds=STARTUP_SECONDS)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)

@@ -1,26 +1,19 @@
 """The shop's AWS stack: six components composed from the stack's config.
 
-`pulumi up` runs this file with infra/ as the program directory; the repo root
-holds the `infra` and `topology` packages it imports.
+`pulumi up` runs this file with infra/ as the program directory, in the project
+venv (Pulumi.yaml), where `infra` and `topology` are installed packages.
 """
 
-import sys
-from pathlib import Path
+import pulumi
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import pulumi  # noqa: E402
-
-import topology  # noqa: E402
-from infra import inventory, realisation, settings  # noqa: E402
-from infra.components.app import App, AppArgs  # noqa: E402
-from infra.components.data import Data, DataArgs  # noqa: E402
-from infra.components.edge import Edge, EdgeArgs  # noqa: E402
-from infra.components.firewall import Firewall, FirewallArgs  # noqa: E402
-from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
-from infra.components.network import Network, NetworkArgs  # noqa: E402
+import topology
+from infra import inventory, realisation, settings
+from infra.components.app import App, AppArgs
+from infra.components.data import Data, DataArgs
+from infra.components.edge import Edge, EdgeArgs
+from infra.components.firewall import Firewall, FirewallArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.network import Network, NetworkArgs
 
 topo = topology.load()
 cfg = settings.load(topo)
@@ -69,6 +62,7 @@ edge = Edge(
         app_port=topo.port("app"),
         deletion_protection=cfg.deletion_protection,
         waf_rate_limit_per_5min=cfg.waf_rate_limit_per_5min,
+        admin_cidrs=cfg.admin_cidrs,
     ),
 )
 data = Data(

@@ -14,6 +14,12 @@ import pulumi
 from topology import Topology
 
 MIN_BACKUP_RETENTION_DAYS = 7  # AWS Security Hub RDS.11
+# An ALB rule takes at most 3 values per condition and 5 in all, so the edge spreads the
+# operator networks over several allow rules (components/edge.py); 5 networks keep that to two
+# rules per admin path. More operator networks belong behind a VPN (or a WAF IP set).
+MAX_ADMIN_CIDRS = 5
+# Wider than this is not an operator network; 0.0.0.0/0 would undo the allow-list.
+MIN_ADMIN_PREFIX = 8
 
 
 class SettingsError(ValueError):
@@ -53,6 +59,7 @@ class StackSettings:
     domain_name: str
     hosted_zone_id: str
     waf_rate_limit_per_5min: int
+    admin_cidrs: tuple[str, ...]
     log_retention_days: int
     app: AppSettings
     data: DataSettings
@@ -92,6 +99,42 @@ def _bool(cfg: pulumi.Config, key: str) -> bool:
     if raw not in ("true", "false"):
         raise SettingsError(f"config {cfg.name}:{key} must be true or false, got {raw!r}")
     return raw == "true"
+
+
+def _admin_cidrs(cfg: pulumi.Config, key: str) -> tuple[str, ...]:
+    """The operator networks allowed to reach the admin paths: 1 to 5 IPv4 CIDRs, none too wide."""
+    example = f"pulumi config set --path '{key}[0]' 203.0.113.0/24"
+    if not cfg.get(key):
+        raise SettingsError(f"missing config {cfg.name}:{key} (set it with `{example}`)")
+    try:
+        raw = cfg.get_object(key)
+    except pulumi.ConfigTypeError:
+        raise SettingsError(
+            f"config {cfg.name}:{key} must be a list of IPv4 CIDRs (set it with `{example}`)"
+        ) from None
+    if not isinstance(raw, list) or not raw:
+        raise SettingsError(f"config {cfg.name}:{key} must be a non-empty list of IPv4 CIDRs")
+    if len(raw) > MAX_ADMIN_CIDRS:
+        raise SettingsError(
+            f"config {cfg.name}:{key} has {len(raw)} networks, at most {MAX_ADMIN_CIDRS} fit the "
+            "load balancer's rules; put operators behind fewer networks (e.g. a VPN)"
+        )
+    cidrs = []
+    for item in raw:
+        try:
+            network = ipaddress.IPv4Network(str(item))
+        except ValueError as exc:
+            raise SettingsError(
+                f"config {cfg.name}:{key} entry {item!r} is not an IPv4 network: {exc}"
+            ) from None
+        if network.prefixlen < MIN_ADMIN_PREFIX:
+            raise SettingsError(
+                f"config {cfg.name}:{key} entry {item} is wider than /{MIN_ADMIN_PREFIX}: the "
+                "admin paths are for operator networks, not the internet"
+            )
+        if str(network) not in cidrs:
+            cidrs.append(str(network))
+    return tuple(cidrs)
 
 
 def load(topo: Topology) -> StackSettings:
@@ -144,6 +187,7 @@ def load(topo: Topology) -> StackSettings:
         domain_name=_require(cfg, "domainName"),
         hosted_zone_id=_require(cfg, "hostedZoneId"),
         waf_rate_limit_per_5min=_int(cfg, "wafRateLimitPer5Min", 100, 2_000_000_000),
+        admin_cidrs=_admin_cidrs(cfg, "adminCidrs"),
         log_retention_days=_int(cfg, "logRetentionDays", 1, 3650),
         app=app,
         data=data,

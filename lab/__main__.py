@@ -13,7 +13,7 @@ import time
 
 import topology
 
-from . import converge, hosts, image, inventory, podman, status
+from . import converge, hosts, image, inventory, monitoring_access, podman, status
 from .layout import plan
 from .podman import PodmanError
 from .settings import LabSettings, SettingsError, from_env
@@ -41,6 +41,8 @@ def cmd_converge(settings: LabSettings, idempotent: bool) -> int:
         print(f"converge failed (log: {first.log})", file=sys.stderr)
         return 1
     print(f"converge: {first.changed} changed")
+    client_files = monitoring_access.write_client_files(settings)
+    print(f"monitoring client files: {', '.join(str(p) for p in client_files.values())}")
     if not idempotent:
         return 0
     second = converge.run_playbook(settings, "converge-again")
@@ -67,14 +69,26 @@ def cmd_status(settings: LabSettings, as_json: bool) -> int:
 def cmd_report(settings: LabSettings) -> int:
     current = status.collect(settings)
     print(status.render_text(current))
-    ca = settings.state_dir / "pki" / "ca.crt"
+    ca = settings.ca_file
     print("how to use it:")
-    print(f"  lab CA (trust it to verify the edge): {ca}")
+    print(f"  lab CA (trust it to verify the edge, Prometheus and Alertmanager): {ca}")
     if "edge_https" in current["urls"]:
         print(f"  curl --cacert {ca} {current['urls']['edge_https']}api/products?page_size=3")
+    print(f"  shop admin: admin@shop.example, password in {settings.secrets_dir / 'shop_admin'}")
+    access = monitoring_access.for_lab(settings)
     print(
-        f"  shop admin: admin@shop.example, password in {settings.state_dir / 'secrets/shop_admin'}"
+        f"  Prometheus and Alertmanager: user {access.username}, password in {access.password_file}"
     )
+    urls = current["urls"]
+    if "prometheus" in urls:
+        curl_config = monitoring_access.curl_config_file(settings)
+        print(f"  curl -K {curl_config} {urls['prometheus']}api/v1/alerts")
+    if "alertmanager" in urls:
+        http_config = monitoring_access.http_config_file(settings)
+        print(
+            f"  amtool --http.config.file={http_config}"
+            f" --alertmanager.url={urls['alertmanager']} alert query"
+        )
     print(
         "  ansible: ANSIBLE_CONFIG=playbooks/ansible.cfg .venv/bin/ansible-playbook"
         f" -i {settings.inventory_dir} playbooks/site.yml"
@@ -167,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fault":
             return cmd_fault(settings, args.knobs or ["show"])
         return cmd_prune_images()
-    except (SettingsError, PodmanError, hosts.LabError, image.ImageBuildError) as error:
+    except (
+        SettingsError,
+        PodmanError,
+        hosts.LabError,
+        image.ImageBuildError,
+        monitoring_access.MonitoringAccessError,
+    ) as error:
         print(f"lab: {error}", file=sys.stderr)
         return 2
 

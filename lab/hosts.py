@@ -207,12 +207,30 @@ def ensure_hosts(settings: LabSettings, image: str) -> dict[str, HostPlan]:
     return hosts
 
 
+def _remove_containers(names: list[str], attempts: int = 3) -> None:
+    """`podman rm --force`, again for whatever is left when it fails.
+
+    A container that exits between podman's stop signal and its SIGKILL makes
+    the whole command fail ("container state improper: stopped") although the
+    container is now stopped and a second `rm` removes it.
+    """
+    left = names
+    for _ in range(attempts):
+        result = podman.run(["rm", "--force", "--ignore", "--time", "5", *left], check=False)
+        left = [name for name in left if podman.exists("container", name)]
+        if not left:
+            return
+    raise podman.PodmanError(
+        f"podman rm could not remove {', '.join(left)}: {result.stderr.strip()}"
+    )
+
+
 def remove_all(settings: LabSettings) -> dict[str, list[str]]:
     """Remove the containers and networks labelled for this lab, and nothing else."""
     label = f"{LAB_LABEL}={settings.name}"
     containers = [c["Names"][0] for c in podman.containers_with_label(label)]
     if containers:
-        podman.run(["rm", "--force", "--time", "5", *containers])
+        _remove_containers(containers)
     networks = podman.networks_with_label(label)
     if networks:
         podman.run(["network", "rm", *networks])

@@ -37,7 +37,7 @@ print(json.dumps([[a, p, o] for (a, p), o in zip(targets, outcomes)]))
 
 
 def tcp_probe(
-    container: str, targets: Iterable[tuple[str, int]], timeout_s: float = 1.5
+    container: str, targets: Iterable[tuple[str, int]], timeout_seconds: float = 1.5
 ) -> dict[tuple[str, int], Outcome]:
     """(address, port) -> open | refused (a RST: nothing listens) | filtered (no answer)."""
     pairs = sorted(set(targets))
@@ -45,7 +45,7 @@ def tcp_probe(
         return {}
     result = podman.exec_in(
         container,
-        ["python3", "-c", _PROBE_SCRIPT, json.dumps(pairs), str(timeout_s)],
-        timeout=60 + timeout_s * len(pairs) / 32,
+        ["python3", "-c", _PROBE_SCRIPT, json.dumps(pairs), str(timeout_seconds)],
+        timeout=60 + timeout_seconds * len(pairs) / 32,
     )
     return {(address, port): outcome for address, port, outcome in json.loads(result.stdout)}

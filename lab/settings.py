@@ -59,6 +59,16 @@ class LabSettings:
         return STATE_ROOT / self.name
 
     @property
+    def secrets_dir(self) -> Path:
+        """Passwords and keys the converge generates (the group_vars' `password` lookups)."""
+        return self.state_dir / "secrets"
+
+    @property
+    def ca_file(self) -> Path:
+        """The lab's CA certificate: the edge, Prometheus and Alertmanager verify against it."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
     def inventory_dir(self) -> Path:
         return MAIN_INVENTORY if self.is_main else self.state_dir / "inventory"
 

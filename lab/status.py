@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import requests
+
 import topology
 
-from . import podman
+from . import monitoring_access, podman
 from .hosts import LAB_LABEL, loopback_ports
 from .layout import plan
 from .settings import LabSettings
@@ -66,20 +65,29 @@ def urls(settings: LabSettings) -> dict[str, str]:
         port = loopback_ports(settings, pub.host).get(topo.port(pub.port))
         if port is None:
             continue
-        scheme = "https" if pub.port == "https" else "http"
-        found[key] = f"{scheme}://127.0.0.1:{port}/"
+        found[key] = f"{pub.scheme}://127.0.0.1:{port}/"
     return found
 
 
-def firing_alerts(alertmanager_url: str | None) -> list[dict[str, Any]] | None:
+def firing_alerts(
+    alertmanager_url: str | None, access: monitoring_access.MonitoringAccess
+) -> list[dict[str, Any]] | None:
+    """Active, unsilenced alerts; None when Alertmanager cannot be asked.
+
+    Alertmanager serves HTTPS with the lab's CA and asks for the operator's basic auth.
+    """
     if alertmanager_url is None:
         return None
     try:
-        with urllib.request.urlopen(  # noqa: S310 - a loopback URL we built
-            alertmanager_url + "api/v2/alerts?active=true&silenced=false&inhibited=false", timeout=5
-        ) as response:
-            alerts = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
+        with access.session() as session:
+            response = session.get(
+                alertmanager_url + "api/v2/alerts",
+                params={"active": "true", "silenced": "false", "inhibited": "false"},
+                timeout=5,
+            )
+            response.raise_for_status()
+            alerts = response.json()
+    except (requests.RequestException, monitoring_access.MonitoringAccessError, ValueError):
         return None
     return [
         {
@@ -128,7 +136,9 @@ def collect(settings: LabSettings) -> dict[str, Any]:
         "hosts": hosts,
         "networks": networks,
         "urls": lab_urls,
-        "alerts_firing": firing_alerts(lab_urls.get("alertmanager")),
+        "alerts_firing": firing_alerts(
+            lab_urls.get("alertmanager"), monitoring_access.for_lab(settings)
+        ),
         "memory_rss_mib": round(total_rss / MIB, 1),
         "memory_pss_mib": round(total_pss / MIB, 1),
         "memory_budget_mib": MEMORY_BUDGET_MIB,

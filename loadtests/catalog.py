@@ -1,11 +1,11 @@
-"""Test data from the shop's own seed generator (app/seed.py), sized to the target's catalog.
+"""Test data from the shop's own seed generator (seed_catalog), sized to the target's catalog.
 
-`python -m app.seed` is deterministic: product N is SKU-{N:06d} and its name,
-stock and sales history depend only on the seed and N (the generator draws
-products one after another), so a catalog of 300 products is the first 300 of
-the 10,000 one. We ask the target how many products it has and regenerate the
-same rows here: popular SKUs are viewed most, purchases pick SKUs seeded with
-plenty of stock, searches use words that match.
+`python -m app.seed` loads seed_catalog's deterministic rows: product N is
+SKU-{N:06d} and its name, stock and sales history depend only on the seed and N
+(the generator draws products one after another), so a catalog of 300 products
+is the first 300 of the 10,000 one. We ask the target how many products it has
+and regenerate the same rows here: popular SKUs are viewed most, purchases pick
+SKUs seeded with plenty of stock, searches use words that match.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import urllib.request
 from dataclasses import dataclass
 from functools import cache
 
+import seed_catalog
+
 # The seed `python -m app.seed` uses by default (its --seed); a test keeps them equal.
-SEED = 20_240_824
+SEED = seed_catalog.DEFAULT_SEED
 MIN_STOCK_TO_BUY = 50  # seeded units across warehouses; purchases take 1-2
 # New accounts with large orders are a fraud signal; shoppers buy ordinary baskets.
 MAX_PRICE_TO_BUY = 15_000
@@ -84,11 +86,7 @@ class TestCatalog:
 
 @cache
 def build_catalog(products: int, seed: int = SEED) -> TestCatalog:
-    # Imported here: app.seed pulls in the whole app (seconds of start-up), which
-    # `python -m loadtests` must not pay just to check its arguments.
-    from app.seed import generate
-
-    data = generate(products, seed, "EUR")
+    data = seed_catalog.generate(products, seed, "EUR")
     rows = data["products"]
     stock: dict[object, int] = {}
     for row in data["stock"]:

@@ -9,7 +9,6 @@ response is checked for the status and shape a shopper relies on.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import ipaddress
 import random
 import time
@@ -31,10 +30,6 @@ from loadtests.safety import DEFAULT_TARGET
 
 TRAFFIC = load_profiles().traffic
 _CATALOG_LOCK = gevent.lock.Semaphore()  # the first shopper builds it, the others wait
-# Importing the shop's seed generator pulls in the whole app (seconds of CPU): do it
-# now, before this process joins a master, not in a greenlet that must keep heartbeating.
-importlib.import_module("app.seed")
-
 
 _CATALOGS: dict[str, TestCatalog] = {}
 
@@ -263,7 +258,12 @@ class RegisteredShopper(Shopper):
         if self.token is None:
             self.log_in()
         if self.totp is None:
-            enrolment = self.call(routes.TOTP_ENROL, "/api/account/mfa/totp", expect=(200, 201))
+            enrolment = self.call(
+                routes.TOTP_ENROL,
+                "/api/account/mfa/totp",
+                body={"password": self.password},
+                expect=(200, 201),
+            )
             self.totp = pyotp.TOTP(enrolment["secret"])
         if not self.totp_enabled:
             self.call(
@@ -290,10 +290,12 @@ class RegisteredShopper(Shopper):
         """A code the shop accepts now and has not seen: a newer 30 s step than the last used.
 
         The shop accepts one step either side of its clock, and never the same step twice.
+        Never the previous step's code: it expires at the next step boundary, which the
+        request can cross on its way to the shop.
         """
         assert self.totp is not None
         now = self.totp.timecode(time.time())
-        for counter in (now - 1, now, now + 1):
+        for counter in (now, now + 1):
             if counter > self.last_totp_counter:
                 self.last_totp_counter = counter
                 return self.totp.generate_otp(counter)

@@ -15,26 +15,21 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Locust imports this file by path: make the repository importable for `loadtests.*`.
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+from locust import events
+from locust.argument_parser import LocustArgumentParser
+from locust.env import Environment
+from locust.runners import WorkerRunner
 
-from locust import events  # noqa: E402
-from locust.argument_parser import LocustArgumentParser  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from locust.runners import WorkerRunner  # noqa: E402
-
-from loadtests import safety  # noqa: E402
-from loadtests.config import REPO_ROOT, ConfigError, load_profiles, parse_duration  # noqa: E402
-from loadtests.gates import load_gate_spec, parse_overrides  # noqa: E402
-from loadtests.journeys import AnonymousShopper, RegisteredShopper  # noqa: E402, F401
-from loadtests.phases import plan  # noqa: E402
-from loadtests.recorder import RunRecorder  # noqa: E402
-from loadtests.resources import TargetProbe  # noqa: E402
-from loadtests.routes import JOURNEYS  # noqa: E402
-from loadtests.shape import ProfileShape  # noqa: E402, F401
-from loadtests.summary import RunContext, verdict_text, write_reports  # noqa: E402
+from loadtests import safety
+from loadtests.config import REPO_ROOT, ConfigError, load_profiles, parse_duration
+from loadtests.gates import load_gate_spec, parse_overrides
+from loadtests.journeys import AnonymousShopper, RegisteredShopper  # noqa: F401
+from loadtests.phases import plan
+from loadtests.recorder import RunRecorder
+from loadtests.resources import TargetProbe
+from loadtests.routes import JOURNEYS
+from loadtests.shape import ProfileShape  # noqa: F401
+from loadtests.summary import RunContext, verdict_text, write_reports
 
 log = logging.getLogger("loadtests")
 EXIT_REFUSED = 2

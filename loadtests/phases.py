@@ -23,10 +23,6 @@ class Phase:
     measure_from_s: float | None  # start of the measured window; None: not measured
     step_index: int | None = None  # for step profiles: 0, 1, 2, ...
 
-    @property
-    def measured_s(self) -> float:
-        return 0.0 if self.measure_from_s is None else self.end_s - self.measure_from_s
-
 
 def natural_duration_s(profile: Profile) -> float:
     if isinstance(profile, SteadyProfile):

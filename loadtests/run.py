@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from loadtests.gates import ENV_OVERRIDES, load_gate_spec, parse_overrides
 from loadtests.phases import plan
 from loadtests.reportfiles import CSV_PREFIX, HTML_FILE, SUMMARY_FILE
 from loadtests.routes import JOURNEYS
+from local_processes import free_port, start, stop
 
 LOCUSTFILE = PACKAGE_DIR / "locustfile.py"
 EXIT_REFUSED = 2
@@ -33,12 +32,6 @@ EXIT_INCOMPLETE = 3
 # Past the planned duration: start-up, workers connecting, reports being written.
 GRACE_S = 90.0
 WORKER_CONNECT_WAIT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,27 +159,14 @@ def _locust_command(args: argparse.Namespace, target: str, run_dir: Path) -> lis
     return command
 
 
-def _stop(process: subprocess.Popen[bytes], wait_s: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _run_processes(args: argparse.Namespace, command: list[str], deadline_s: float) -> int:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = dict(os.environ)
     # Gate values travel as --gate arguments; the environment must not apply them twice.
     for variable in ENV_OVERRIDES:
         env.pop(variable, None)
     workers: list[subprocess.Popen[bytes]] = []
     if args.workers:
-        port = _free_port()
+        port = free_port()
         master_cmd = [
             *command,
             "--master",
@@ -199,7 +179,7 @@ def _run_processes(args: argparse.Namespace, command: list[str], deadline_s: flo
             "--expect-workers-max-wait",
             str(WORKER_CONNECT_WAIT_S),
         ]
-        master = subprocess.Popen(master_cmd, cwd=REPO_ROOT, env=env)  # noqa: S603
+        master = start(master_cmd, cwd=REPO_ROOT, env=env)
         worker_cmd = [
             sys.executable,
             "-m",
@@ -212,27 +192,24 @@ def _run_processes(args: argparse.Namespace, command: list[str], deadline_s: flo
             "--master-port",
             str(port),
         ]
-        workers = [
-            subprocess.Popen(worker_cmd, cwd=REPO_ROOT, env=env)  # noqa: S603
-            for _ in range(args.workers)
-        ]
+        workers = [start(worker_cmd, cwd=REPO_ROOT, env=env) for _ in range(args.workers)]
     else:
-        master = subprocess.Popen(command, cwd=REPO_ROOT, env=env)  # noqa: S603
+        master = start(command, cwd=REPO_ROOT, env=env)
     try:
         code = master.wait(timeout=deadline_s)
     except subprocess.TimeoutExpired:
         print(f"loadtests: the run exceeded {deadline_s:.0f} s; stopping it", file=sys.stderr)
-        _stop(master, 30)
+        stop(master, timeout_seconds=30)
         code = EXIT_INCOMPLETE
     except KeyboardInterrupt:
-        _stop(master, 30)
+        stop(master, timeout_seconds=30)
         raise
     finally:
         for worker in workers:
             try:
                 worker.wait(15)  # workers quit when the master tells them
             except subprocess.TimeoutExpired:
-                _stop(worker, 5)
+                stop(worker, timeout_seconds=5)
     return code
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 
 import topology
-from monitoring import DEFAULT_RUNBOOK_BASE_URL, MONITORING_DIR
+from monitoring import MONITORING_DIR
+from monitoring import config as monitoring_config
 
 TEMPLATE_FILE = MONITORING_DIR / "prometheus" / "prometheus.yml.j2"
 REQUIRED_VARIABLES = (
@@ -28,6 +29,9 @@ REQUIRED_VARIABLES = (
     "blackbox_exporter",
     "runbook_base_url",
 )
+# Prometheus reaches its own and Alertmanager's web server over HTTPS (verified with
+# web_ca_file) and logs in (web_username, web_password_file) when these are given.
+WEB_CLIENT_VARIABLES = ("web_ca_file", "web_username", "web_password_file")
 # What the public probe asks for: a catalog page, so it passes only when the edge, an app
 # instance and the catalog's storage all answer (the shop serves no HTML page at /).
 PUBLIC_PROBE_PATH = "/api/products?page_size=1"
@@ -39,12 +43,13 @@ def variables_for(
     zones: dict[str, str],
     net: topology.Topology | None = None,
     environment: str = "lab",
-    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
+    runbook_base_url: str | None = None,
 ) -> dict[str, Any]:
     """The template's variables for one inventory (tier -> host names, host -> zone).
 
     Prometheus, Alertmanager and the blackbox exporter run on the first mgmt
-    host; the public URL is a catalog page through the first dmz host's HTTPS.
+    host; the public URL is a catalog page through the first dmz host's HTTPS. The
+    runbook base defaults to monitoring/config.yml's `runbook_base_url`.
     """
     net = net or topology.load()
     mgmt = sorted(hosts_by_tier.get("mgmt", []))
@@ -55,13 +60,14 @@ def variables_for(
     return {
         "scrape_targets": net.scrape_targets(hosts_by_tier),
         "scrape_paths": {job.job: job.path for job in net.scrape_jobs},
+        "scrape_schemes": net.scrape_schemes(),
         "target_zones": zones,
         "alertmanager_targets": [f"{monitor}:{net.port('alertmanager')}"],
         "prometheus_self": f"localhost:{net.port('prometheus')}",
         "blackbox_exporter": f"localhost:{net.port('blackbox_exporter')}",
         "public_url": f"https://{dmz[0]}{PUBLIC_PROBE_PATH}",
         "environment": environment,
-        "runbook_base_url": runbook_base_url,
+        "runbook_base_url": runbook_base_url or monitoring_config.default().runbook_base_url,
     }
 
 
@@ -75,6 +81,13 @@ def render(variables: dict[str, Any], template: Path = TEMPLATE_FILE) -> str:
     missing = [name for name in REQUIRED_VARIABLES if name not in variables]
     if missing:
         raise ValueError(f"prometheus.yml.j2 needs the variables: {', '.join(missing)}")
+    if variables.get("web_username"):
+        unmet = [name for name in ("web_password_file", "web_ca_file") if not variables.get(name)]
+        if unmet:
+            raise ValueError(
+                f"basic auth (web_username) needs {', '.join(unmet)}: "
+                "the password is sent over verified TLS only"
+            )
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template.parent),
         undefined=jinja2.StrictUndefined,
@@ -89,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     parser.add_argument(
         "--runbook-base-url",
-        default=DEFAULT_RUNBOOK_BASE_URL,
-        help="where runbooks/<Alert>.md is published",
+        default=monitoring_config.default().runbook_base_url,
+        help="where runbooks/<Alert>.md is published (default: config.yml's runbook_base_url)",
     )
     args = parser.parse_args(argv)
     variables = lab_variables()

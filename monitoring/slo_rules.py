@@ -5,8 +5,14 @@ as Sloth and Pyrra implement it: an alert fires when the error budget burns
 faster than a factor over a long window AND over a short window (the short
 window makes the alert reset quickly once the problem is gone).
 
-    python -m monitoring.slo_rules            # rewrite monitoring/rules/slo.rules.yml
-    python -m monitoring.slo_rules --check    # exit 1 when the committed file is stale
+The selectors of slos.yml use the placeholders of monitoring/config.yml
+(`[[ shop_selector ]]`), which also gives the runbook link. Run as a module (what
+`make rules` does), this writes every rule file, this one included:
+
+    python -m monitoring.slo_rules            # = python -m monitoring.render_rules
+    python -m monitoring.slo_rules --check    # exit 1 when a committed rule file is stale
+
+`main()` writes or checks slo.rules.yml alone (`--slos`, `--output`, `--config`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitoring import MONITORING_DIR, RULES_DIR
+from monitoring import config as monitoring_config
+from monitoring.config import MonitoringConfig
 
 SLOS_FILE = MONITORING_DIR / "slos.yml"
 OUTPUT_FILE = RULES_DIR / "slo.rules.yml"
@@ -66,6 +75,7 @@ class Slo(BaseModel):
     description: str
     objective: float = Field(gt=0, lt=1)
     sli: Literal["availability", "latency"]
+    # label matchers, with config.yml's placeholders: '[[ shop_selector ]], route="/x"'
     selector: str
     threshold_seconds: float | None = Field(default=None, gt=0)
 
@@ -156,7 +166,9 @@ def recording_group(name: str, slo: Slo, window_days: int) -> dict[str, Any]:
     return {"name": f"slo:{name}:recording", "rules": rules}
 
 
-def burn_alert_rule(name: str, slo: Slo, alert: BurnAlert, window_days: int) -> dict[str, Any]:
+def burn_alert_rule(
+    name: str, slo: Slo, alert: BurnAlert, window_days: int, config: MonitoringConfig
+) -> dict[str, Any]:
     budget = _number(1 - slo.objective)
     selector = f'{{slo="{name}"}}'
     conditions = [
@@ -184,20 +196,30 @@ def burn_alert_rule(name: str, slo: Slo, alert: BurnAlert, window_days: int) -> 
                 'The budget is burning {{ $value | printf "%.1f" }} times as fast as the '
                 f"objective allows (threshold: {windows})."
             ),
-            "runbook_url": f"{{{{ $externalLabels.runbook_base_url }}}}/{alertname}.md",
+            "runbook_url": config.runbook_url(alertname),
         },
     }
 
 
-def build_rules(slo_file: SloFile) -> dict[str, Any]:
+def filled_selector(name: str, slo: Slo, config: MonitoringConfig) -> Slo:
+    """`slo` with the placeholders of its selector filled in from config.yml."""
+    problems = monitoring_config.source_problems(slo.selector, config)
+    if problems:
+        raise ValueError(f"SLO {name}: the selector {'; '.join(problems)}")
+    return slo.model_copy(update={"selector": monitoring_config.fill(slo.selector, config)})
+
+
+def build_rules(slo_file: SloFile, config: MonitoringConfig) -> dict[str, Any]:
     groups: list[dict[str, Any]] = []
-    for name, slo in slo_file.slos.items():
-        groups.append(recording_group(name, slo, slo_file.window_days))
+    window_days = slo_file.window_days
+    for name, written in slo_file.slos.items():
+        slo = filled_selector(name, written, config)
+        groups.append(recording_group(name, slo, window_days))
         groups.append(
             {
                 "name": f"slo:{name}:alerts",
                 "rules": [
-                    burn_alert_rule(name, slo, alert, slo_file.window_days) for alert in BURN_ALERTS
+                    burn_alert_rule(name, slo, alert, window_days, config) for alert in BURN_ALERTS
                 ],
             }
         )
@@ -219,15 +241,15 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _represent_str)
 
 HEADER = (
-    "# GENERATED from monitoring/slos.yml by monitoring/slo_rules.py. Do not edit:\n"
-    "# change slos.yml and run `make rules` (a test fails while this file is stale).\n"
+    "# GENERATED from monitoring/slos.yml and monitoring/config.yml by monitoring/slo_rules.py.\n"
+    "# Do not edit: change those and run `make rules` (a test fails while this file is stale).\n"
 )
 
 
-def render(slo_file: SloFile) -> str:
-    body = yaml.dump(
-        build_rules(slo_file), Dumper=_LiteralDumper, sort_keys=False, width=100, allow_unicode=True
-    )
+def render(slo_file: SloFile, config: MonitoringConfig | None = None) -> str:
+    """Raises ValueError or jinja2.TemplateError for a selector config.yml cannot fill in."""
+    rules = build_rules(slo_file, config or monitoring_config.default())
+    body = yaml.dump(rules, Dumper=_LiteralDumper, sort_keys=False, width=100, allow_unicode=True)
     return HEADER + body
 
 
@@ -236,12 +258,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slos", type=Path, default=SLOS_FILE, help="the SLO file to read")
     parser.add_argument("--output", type=Path, default=OUTPUT_FILE, help="the rule file to write")
     parser.add_argument(
+        "--config",
+        type=Path,
+        default=monitoring_config.CONFIG_FILE,
+        help="the selectors and runbook link to fill in",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the output is stale"
     )
     args = parser.parse_args(argv)
     try:
-        rendered = render(load_slos(args.slos))
+        config = monitoring_config.load(args.config)
     except (OSError, yaml.YAMLError, ValidationError) as error:
+        print(f"error: cannot read {args.config}: {error}", file=sys.stderr)
+        return 2
+    try:
+        rendered = render(load_slos(args.slos), config)
+    except (OSError, yaml.YAMLError, ValidationError, ValueError, jinja2.TemplateError) as error:
         print(f"error: cannot read the SLOs in {args.slos}: {error}", file=sys.stderr)
         return 2
     if args.check:
@@ -256,4 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `make rules` runs this module: render every rule file from its source, not only this one.
+    from monitoring import render_rules
+
+    sys.exit(render_rules.main())

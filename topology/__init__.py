@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -46,6 +46,7 @@ class ScrapeJob(_Model):
     tiers: TierList = Field(alias="tier")
     port: str
     path: str = "/metrics"
+    scheme: Literal["http", "https"] = "http"
 
 
 class LabHost(_Model):
@@ -57,6 +58,7 @@ class Published(_Model):
     host: str
     port: str
     loopback: int
+    scheme: Literal["http", "https"] = "http"
 
 
 class Lab(_Model):
@@ -128,6 +130,10 @@ class Topology(_Model):
     def inbound(self, tier: str) -> dict[str, set[int]]:
         """For one tier: source tier -> ports it may open here (what a host firewall admits)."""
         return {s: ports for (s, d), ports in self.flow_matrix().items() if d == tier and ports}
+
+    def scrape_schemes(self) -> dict[str, str]:
+        """Job name -> "http" or "https"."""
+        return {job.job: job.scheme for job in self.scrape_jobs}
 
     def scrape_targets(self, hosts_by_tier: dict[str, list[str]]) -> dict[str, list[str]]:
         """Job name -> ["host:port", ...] for the given inventory (tier -> host names)."""

@@ -6,33 +6,38 @@ from fastapi import APIRouter, Response
 
 from app.api.catalog import SkuPath
 from app.api.deps import CartIdHeader, OptionalUser, ServicesDep
+from app.api.responses import NOT_FOUND, OPTIONAL_LOGIN, SIGNED_IN, error, errors
 from app.domain import cart
-from app.errors import InvalidRequest
 from app.schemas import CartOut, CartQuantityIn
 
-router = APIRouter(prefix="/api/cart", tags=["cart"])
+# Guests too: a token is optional here (but a bad one is a 401).
+router = APIRouter(prefix="/api/cart", tags=["cart"], responses=SIGNED_IN)
 
 
-@router.get("", response_model=CartOut)
+def _owner(user: OptionalUser, x_cart_id: str | None) -> cart.CartOwner:
+    return cart.CartOwner(user_id=user.id if user else None, header_cart_id=x_cart_id)
+
+
+@router.get("", response_model=CartOut, openapi_extra=OPTIONAL_LOGIN)
 async def get_cart(
     response: Response, services: ServicesDep, user: OptionalUser, x_cart_id: CartIdHeader = None
 ) -> CartOut:
-    merge = user is not None and cart.parse_cart_id(x_cart_id) is not None
-    session_factory = services.db.write if merge else services.db.read
-    async with session_factory() as session:
-        cart_id, _ = await cart.resolve_cart(
-            session,
-            user_id=user.id if user else None,
-            header_cart_id=x_cart_id,
-            create=merge,
-            max_line_quantity=services.settings.max_line_quantity,
-        )
-        view = await cart.cart_view(session, cart_id, services.settings.currency)
+    cart_id, view = await cart.view_cart(
+        services.db,
+        _owner(user, x_cart_id),
+        currency=services.settings.currency,
+        max_line_quantity=services.settings.max_line_quantity,
+    )
     response.headers["X-Cart-Id"] = cart_id
     return view
 
 
-@router.put("/items/{sku}", response_model=CartOut)
+@router.put(
+    "/items/{sku}",
+    response_model=CartOut,
+    responses=errors(NOT_FOUND, error(409, "not that many in stock (out_of_stock)")),
+    openapi_extra=OPTIONAL_LOGIN,
+)
 async def put_item(
     sku: SkuPath,
     body: CartQuantityIn,
@@ -41,26 +46,21 @@ async def put_item(
     user: OptionalUser,
     x_cart_id: CartIdHeader = None,
 ) -> CartOut:
-    limit = services.settings.max_line_quantity
-    if body.quantity > limit:
-        raise InvalidRequest(f"quantity: at most {limit} units of one SKU per order")
-    async with services.db.write() as session:
-        cart_id, row = await cart.resolve_cart(
-            session,
-            user_id=user.id if user else None,
-            header_cart_id=x_cart_id,
-            create=True,
-            max_line_quantity=limit,
-        )
-        assert row is not None
-        await cart.set_quantity(session, row, sku, body.quantity)
-        await session.flush()
-        view = await cart.cart_view(session, cart_id, services.settings.currency)
+    cart_id, view = await cart.put_item(
+        services.db,
+        _owner(user, x_cart_id),
+        sku,
+        body.quantity,
+        currency=services.settings.currency,
+        max_line_quantity=services.settings.max_line_quantity,
+    )
     response.headers["X-Cart-Id"] = cart_id
     return view
 
 
-@router.delete("/items/{sku}", response_model=CartOut)
+@router.delete(
+    "/items/{sku}", response_model=CartOut, responses=NOT_FOUND, openapi_extra=OPTIONAL_LOGIN
+)
 async def delete_item(
     sku: SkuPath,
     response: Response,
@@ -68,16 +68,12 @@ async def delete_item(
     user: OptionalUser,
     x_cart_id: CartIdHeader = None,
 ) -> CartOut:
-    async with services.db.write() as session:
-        cart_id, row = await cart.resolve_cart(
-            session,
-            user_id=user.id if user else None,
-            header_cart_id=x_cart_id,
-            create=False,
-            max_line_quantity=services.settings.max_line_quantity,
-        )
-        await cart.remove_item(session, row, sku)
-        await session.flush()
-        view = await cart.cart_view(session, cart_id, services.settings.currency)
+    cart_id, view = await cart.delete_item(
+        services.db,
+        _owner(user, x_cart_id),
+        sku,
+        currency=services.settings.currency,
+        max_line_quantity=services.settings.max_line_quantity,
+    )
     response.headers["X-Cart-Id"] = cart_id
     return view

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from app.api.deps import CartIdHeader, CurrentUser, OptionalUser, ServicesDep, client_ip
-from app.db.models import Cart
+from app.api.responses import OPTIONAL_LOGIN, SIGNED_IN, THROTTLED, error, errors
+from app.domain import cart
 from app.domain import checkout as checkout_service
-from app.domain.cart import resolve_cart
 from app.schemas import CheckoutIn, OrderOut, QuoteIn, QuoteOut
 
-router = APIRouter(prefix="/api/checkout", tags=["checkout"])
+router = APIRouter(prefix="/api/checkout", tags=["checkout"], responses=SIGNED_IN)
+EMPTY_CART = "the cart is empty (cart_empty)"
 
 IdempotencyKey = Annotated[
     str,
@@ -28,24 +29,23 @@ IdempotencyKey = Annotated[
 
 async def _cart_id(services: ServicesDep, user_id: int | None, header: str | None) -> str | None:
     """The id of the cart to check out, merging a guest cart first when both are given."""
-    merge = user_id is not None and header is not None
-    session_factory = services.db.write if merge else services.db.read
-    async with session_factory() as session:
-        cart_id, row = await resolve_cart(
-            session,
-            user_id=user_id,
-            header_cart_id=header,
-            create=merge,
-            max_line_quantity=services.settings.max_line_quantity,
-        )
-    return cart_id if isinstance(row, Cart) else None
+    return await cart.checkout_cart_id(
+        services.db,
+        cart.CartOwner(user_id=user_id, header_cart_id=header),
+        max_line_quantity=services.settings.max_line_quantity,
+    )
 
 
 @router.post(
     "/quote",
     response_model=QuoteOut,
     summary="Shipping options for the cart to an address (from the couriers)",
-    responses={503: {"description": "no courier answered"}},
+    responses=errors(
+        error(409, EMPTY_CART),
+        error(429, "too many quotes from this client (too_many_attempts); see Retry-After"),
+        error(503, "no courier answered (upstream_unavailable), or the database"),
+    ),
+    openapi_extra=OPTIONAL_LOGIN,
 )
 async def quote(
     body: QuoteIn, services: ServicesDep, user: OptionalUser, x_cart_id: CartIdHeader = None
@@ -58,20 +58,40 @@ async def quote(
     "",
     status_code=201,
     response_model=OrderOut,
-    responses={
-        200: {
-            "model": OrderOut,
-            "description": "replay of an earlier checkout with this Idempotency-Key",
+    responses=errors(
+        {
+            200: {
+                "model": OrderOut,
+                "description": "replay of an earlier checkout with this Idempotency-Key (a "
+                "refused one is replayed with its original status and body; "
+                "Idempotent-Replayed: true)",
+            },
+            202: {
+                "model": OrderOut,
+                "description": "placed, but the payment provider's answer was lost: the order "
+                "stays pending_payment (stock held) until the reconciler settles it",
+            },
         },
-        402: {"description": "payment declined (the order is cancelled)"},
-        403: {
-            "description": "refused by the risk check (fraud_blocked), or it asks for the "
-            "customer's TOTP code (step_up_required, step_up_failed, step_up_unavailable); "
-            "no order is placed"
-        },
-        409: {"description": "out of stock"},
-        503: {"description": "payment provider unavailable (the order is cancelled)"},
-    },
+        error(402, "payment declined (payment_failed; the order is cancelled)"),
+        error(
+            403,
+            "refused by the risk check (fraud_blocked), or it asks for the customer's TOTP "
+            "code (step_up_required, step_up_failed, step_up_unavailable); no order is placed",
+        ),
+        error(
+            409,
+            f"{EMPTY_CART}, out of stock (out_of_stock), the cart changed during checkout "
+            "(cart_changed; nothing placed or charged, the cart kept), or the shipping option "
+            "is not offered for this cart and address (shipping_option_unavailable)",
+        ),
+        error(422, "invalid, or prices in another currency (currency_mismatch)"),
+        THROTTLED,
+        error(
+            503,
+            "payment provider (upstream_unavailable; the order is cancelled) or couriers "
+            "unavailable, or the database",
+        ),
+    ),
 )
 async def checkout(
     body: CheckoutIn,
@@ -94,4 +114,6 @@ async def checkout(
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
+    elif order.status == "pending_payment":
+        response.status_code = 202
     return order

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,59 +10,22 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
+from app.db.base import Base
+from app.db.types import UTCDateTime, utcnow
 
 # Search tokens compare byte-wise so that a prefix range (token >= 'lam' AND token < 'lan')
 # uses the btree index on PostgreSQL whatever the database's locale is.
 TokenString = String(32).with_variant(String(32, collation="C"), "postgresql")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
 
 
 class Category(Base):
@@ -145,7 +108,10 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default="customer")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Plaintext secret of releases before 0004 (read, then moved to totp_secret_enc).
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Fernet token of the secret (TOTP_ENCRYPTION_KEY).
+    totp_secret_enc: Mapped[str | None] = mapped_column(String(255), nullable=True)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # Last TOTP time step accepted: a code is never accepted twice.
     totp_last_counter: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -171,6 +137,23 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditLog(Base):
+    """Every back-office change: who, what, the state before and after, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Address(Base):
@@ -233,6 +216,12 @@ class Order(Base):
     courier: Mapped[str | None] = mapped_column(String(40), nullable=True)
     tracking_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(128))
+    # While the status is refund_pending: the status the order takes once the provider
+    # has confirmed the refund (cancelled or refunded).
+    refund_to: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # A checkout that was refused after the order was placed (declined, provider
+    # unavailable): its error, so that a replay with the same key answers the same.
+    checkout_outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -280,13 +269,32 @@ class OrderEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def _schema_metadata() -> list[MetaData]:
-    """Every table the migrations build: the shop's, then the partners' (their own metadata)."""
-    from app.partners.db import PartnersBase
+class JobLease(Base):
+    """Who runs a periodic job (the reconciler) right now, across processes and hosts."""
+
+    __tablename__ = "job_leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """Partner events already applied, kept for the replay window (a redelivery is ignored)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_received", "received_at"),)
+    # "<source>:<event id>", e.g. "payments:evt_0af3..."
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _schema_metadata() -> MetaData:
+    """Every table the migrations build: the shop's above and the partners' (outbox, sending
+    quota, risk history), which register on the same base when their modules are imported."""
     from app.partners.fraud import sql as _risk_tables  # noqa: F401 (registers the tables)
     from app.partners.mail import sql as _mail_tables  # noqa: F401
 
-    return [Base.metadata, PartnersBase.metadata]
+    return Base.metadata
 
 
 SCHEMA_METADATA = _schema_metadata()

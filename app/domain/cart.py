@@ -8,12 +8,14 @@ gives access to the cart, and a user's cart is never reachable by id alone.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Cart, CartItem, Product, Stock
-from app.errors import NotFound, OutOfStock
+from app.db.session import Database
+from app.domain.errors import InvalidRequest, NotFound, OutOfStock
 from app.schemas import CartLine, CartOut, Money
 
 
@@ -160,3 +162,90 @@ async def cart_view(session: AsyncSession, cart_id: str, currency: str) -> CartO
         item_count=sum(line.quantity for line in out_lines),
         subtotal=Money(amount=sum(line.line_total.amount for line in out_lines), currency=currency),
     )
+
+
+# --- the cart service: each call is one transaction -----------------------------------------
+
+
+@dataclass(frozen=True)
+class CartOwner:
+    """Who acts on a cart: a user (by token), a guest (by cart id), or both (merge)."""
+
+    user_id: int | None
+    header_cart_id: str | None
+
+    @property
+    def merges(self) -> bool:
+        return self.user_id is not None and parse_cart_id(self.header_cart_id) is not None
+
+
+async def view_cart(
+    db: Database, owner: CartOwner, *, currency: str, max_line_quantity: int
+) -> tuple[str, CartOut]:
+    """(cart id, cart); merging a guest cart into the user's writes, anything else only reads."""
+    session_factory = db.write if owner.merges else db.read
+    async with session_factory() as session:
+        cart_id, _ = await resolve_cart(
+            session,
+            user_id=owner.user_id,
+            header_cart_id=owner.header_cart_id,
+            create=owner.merges,
+            max_line_quantity=max_line_quantity,
+        )
+        return cart_id, await cart_view(session, cart_id, currency)
+
+
+async def put_item(
+    db: Database,
+    owner: CartOwner,
+    sku: str,
+    quantity: int,
+    *,
+    currency: str,
+    max_line_quantity: int,
+) -> tuple[str, CartOut]:
+    """Set a line's quantity (creating the cart if needed); (cart id, cart)."""
+    if quantity > max_line_quantity:
+        raise InvalidRequest(f"quantity: at most {max_line_quantity} units of one SKU per order")
+    async with db.write() as session:
+        cart_id, row = await resolve_cart(
+            session,
+            user_id=owner.user_id,
+            header_cart_id=owner.header_cart_id,
+            create=True,
+            max_line_quantity=max_line_quantity,
+        )
+        assert row is not None
+        await set_quantity(session, row, sku, quantity)
+        await session.flush()
+        return cart_id, await cart_view(session, cart_id, currency)
+
+
+async def delete_item(
+    db: Database, owner: CartOwner, sku: str, *, currency: str, max_line_quantity: int
+) -> tuple[str, CartOut]:
+    async with db.write() as session:
+        cart_id, row = await resolve_cart(
+            session,
+            user_id=owner.user_id,
+            header_cart_id=owner.header_cart_id,
+            create=False,
+            max_line_quantity=max_line_quantity,
+        )
+        await remove_item(session, row, sku)
+        await session.flush()
+        return cart_id, await cart_view(session, cart_id, currency)
+
+
+async def checkout_cart_id(db: Database, owner: CartOwner, *, max_line_quantity: int) -> str | None:
+    """The id of the cart to quote or check out (a guest cart merged first), None if none."""
+    session_factory = db.write if owner.merges else db.read
+    async with session_factory() as session:
+        cart_id, row = await resolve_cart(
+            session,
+            user_id=owner.user_id,
+            header_cart_id=owner.header_cart_id,
+            create=owner.merges,
+            max_line_quantity=max_line_quantity,
+        )
+    return cart_id if isinstance(row, Cart) else None

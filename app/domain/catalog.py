@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Brand, Category, Product, ProductToken, Stock, Warehouse
 from app.db.session import Database
 from app.domain.cache import CatalogCache
+from app.domain.errors import InvalidRequest, NotFound
 from app.domain.tokens import prefix_upper_bound, tokenize
-from app.errors import InvalidRequest, NotFound
 from app.observability import metrics
 from app.schemas import (
     Money,
@@ -30,8 +30,12 @@ from app.schemas import (
     WarehouseStock,
 )
 
+# A query's words after the first MAX_QUERY_TOKENS (distinct, as tokenized) are not used:
+# each word is one more index lookup, and eight already narrow any search.
 MAX_QUERY_TOKENS = 8
 MAX_RESULT_WINDOW = 10_000  # page * page_size: deeper offsets are refused, not slowly served
+MAX_PAGE_SIZE = 100
+MAX_PAGE = MAX_RESULT_WINDOW // MAX_PAGE_SIZE  # so that any page of any size is in the window
 
 
 @dataclass(frozen=True)
@@ -113,10 +117,7 @@ async def product_json(db: Database, cache: CatalogCache, sku: str) -> bytes:
 
 def _search_statement(params: SearchParams) -> Select[tuple[int]]:
     stmt = select(Product.id)
-    tokens = tokenize(params.q or "")
-    if len(tokens) > MAX_QUERY_TOKENS:
-        raise InvalidRequest(f"q: at most {MAX_QUERY_TOKENS} words")
-    for token in tokens:
+    for token in tokenize(params.q or "")[:MAX_QUERY_TOKENS]:
         stmt = stmt.where(
             Product.id.in_(
                 select(ProductToken.product_id).where(
@@ -157,8 +158,8 @@ async def run_search(session: AsyncSession, params: SearchParams) -> ProductPage
         params.min_price is not None
         and params.max_price is not None
         and params.min_price > params.max_price
-    ):
-        raise InvalidRequest("min_price is greater than max_price")
+    ):  # no price is in an empty range: nothing to look up
+        return ProductPage(items=[], page=params.page, page_size=params.page_size, total=0)
     matching = _search_statement(params)
     total = (
         await session.execute(select(func.count()).select_from(matching.subquery()))

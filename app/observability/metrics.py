@@ -32,7 +32,19 @@ CHECKOUT_FAILURE_REASONS = (
     "fraud_blocked",
     "fraud_challenged",  # the risk check asked for a TOTP step-up that was missing or wrong
     "invalid",
+    "cart_changed",  # the cart changed between the quote and risk check and the order
 )
+RECONCILER_OUTCOMES = (
+    "paid",  # a capture was found at a provider
+    "cancelled",  # no provider took the money: cancelled, stock returned
+    "unknown",  # a provider could not be asked: tried again next pass
+    "amount_mismatch",  # a provider captured another amount: for a person
+    "refunded",  # a refund the provider had not confirmed is confirmed now
+    "refund_pending",  # still not confirmed
+    "already_settled",  # a checkout or webhook settled it meanwhile
+    "error",
+)
+UNSETTLED_STATES = ("pending_payment", "refund_pending")
 CACHE_NAMES = ("product", "search", "taxonomy")
 CACHE_RESULTS = ("hit", "miss")
 POOL_STATES = ("checked_out", "idle", "max")
@@ -57,6 +69,17 @@ http_requests_in_progress = Gauge(
 
 # --- business -----------------------------------------------------------------
 orders_total = Counter("shop_orders_total", "Orders by outcome.", ["outcome"])
+reconciler_orders_total = Counter(
+    "shop_reconciler_orders_total",
+    "Unsettled orders the reconciler looked at, by what it did.",
+    ["outcome"],
+)
+orders_oldest_unsettled_age_seconds = Gauge(
+    "shop_orders_oldest_unsettled_age_seconds",
+    "Age of the oldest order left pending_payment or refund_pending (0: none).",
+    ["state"],
+    multiprocess_mode="livemax",
+)
 revenue_minor_units_total = Counter(
     "shop_revenue_minor_units_total",
     "Revenue of paid orders in minor units (cents) of the currency.",
@@ -99,6 +122,10 @@ def precreate_series(*, currency: str) -> None:
         orders_total.labels(outcome)
     for reason in CHECKOUT_FAILURE_REASONS:
         checkout_failures_total.labels(reason)
+    for outcome in RECONCILER_OUTCOMES:
+        reconciler_orders_total.labels(outcome)
+    for state in UNSETTLED_STATES:
+        orders_oldest_unsettled_age_seconds.labels(state)
     revenue_minor_units_total.labels(currency)
     for cache in CACHE_NAMES:
         for result in CACHE_RESULTS:

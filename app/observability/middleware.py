@@ -1,5 +1,12 @@
 """The outermost layer of the app: request ids, metrics, access log, body size limit,
-and the last-resort error boundary (an unexpected error is a JSON 500, still counted).
+security headers, and the last-resort error boundary (an unexpected error is a JSON 500,
+still counted, its exception text only in the log).
+
+Security headers go on every answer, errors included (`SecurityHeaders`): nosniff,
+no-referrer, X-Frame-Options DENY, a CSP for a JSON API (`default-src 'none';
+frame-ancestors 'none'`) unless the app set its own (the docs page does), and HSTS on
+requests that came over TLS (scope scheme "https": uvicorn sets it from a trusted
+proxy's X-Forwarded-Proto) or always when configured.
 
 Written as plain ASGI (not BaseHTTPMiddleware): it sits on every request, the
 cached catalog read included, and must cost little.
@@ -11,11 +18,13 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.domain.quotes import client_var
 from app.observability import metrics
 from app.observability.logging import request_id_var
 
@@ -27,14 +36,44 @@ _UNMATCHED_ROUTE = "<unmatched>"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+@dataclass(frozen=True)
+class SecurityHeaders:
+    hsts_always: bool = False
+    hsts_max_age_seconds: int = 365 * 24 * 3600
+
+    def add_to(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        present = {name.lower() for name, _ in headers}
+        extra = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", API_CSP.encode()),
+        ]
+        if self.hsts_always or scope.get("scheme") == "https":
+            extra.append(
+                (b"strict-transport-security", f"max-age={self.hsts_max_age_seconds}".encode())
+            )
+        return [*headers, *((k, v) for k, v in extra if k not in present)]
+
+
 def _error_body(code: str, message: str, request_id: str) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        security_headers: SecurityHeaders | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.security_headers = security_headers or SecurityHeaders()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,6 +84,8 @@ class ObservabilityMiddleware:
         supplied_id = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied_id if _VALID_REQUEST_ID.match(supplied_id) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        peer = scope.get("client")
+        client_token = client_var.set(peer[0] if peer else None)
         started = time.perf_counter()
         method: str = scope["method"]
         response_started = False
@@ -55,10 +96,9 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                message["headers"] = self.security_headers.add_to(
+                    scope, [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                )
             await send(message)
 
         async def send_error(code: int, error: str, text: str) -> None:
@@ -109,6 +149,7 @@ class ObservabilityMiddleware:
                     },
                 )
             request_id_var.reset(token)
+            client_var.reset(client_token)
 
     async def _limit_body(
         self, method: str, headers: dict[bytes, bytes], receive: Receive

@@ -1,6 +1,7 @@
 """What the shop needs from its external partners, and nothing about how they do it.
 
-The checkout and order services depend only on these protocols. The
+The checkout and order services depend only on these protocols: payments,
+delivery, mail and the risk check. The
 implementations that talk to real providers (and, in tests and the lab, to the
 sandboxes in app/sandbox/) live beside this module.
 """
@@ -24,7 +25,10 @@ class PaymentChannel(StrEnum):
 class PaymentStatus(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"  # the provider said no (insufficient funds, ...): do not retry
-    ERROR = "error"  # no answer we can trust (outage, timeout, 5xx) after retries/failover
+    ERROR = "error"  # no provider charged: every one refused to answer (outage, 5xx, ...)
+    # A provider may have charged (it timed out or dropped the connection after the request
+    # was sent, and could not be asked since): charge nowhere else; the reconciler settles it.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,30 @@ class RefundResult:
     reason: str | None = None
 
 
+class ChargeState(StrEnum):
+    """What one provider holds for an idempotency key, when asked."""
+
+    CAPTURED = "captured"  # a successful charge
+    DECLINED = "declined"  # a declined charge: nothing was taken
+    ABSENT = "absent"  # no charge with this key: the provider never charged it
+    UNKNOWN = "unknown"  # the provider could not be asked (outage, timeout, circuit open)
+
+
+@dataclass(frozen=True)
+class ChargeLookup:
+    provider: str
+    state: ChargeState
+    provider_reference: str | None = None  # the charge id, when there is a charge
+    amount_minor: int | None = None
+    currency: str | None = None
+
+
 class PaymentGateway(Protocol):
     async def charge(self, request: ChargeRequest) -> ChargeResult: ...
+
+    async def lookup(self, *, channel: PaymentChannel, idempotency_key: str) -> list[ChargeLookup]:
+        """What every provider of `channel` holds for `idempotency_key`, one entry each."""
+        ...
 
     async def refund(
         self,
@@ -142,4 +168,53 @@ class MailMessage:
 class MailTransport(Protocol):
     async def send(self, message: MailMessage) -> None:
         """Deliver one message; raise on any failure (the outbox retries)."""
+        ...
+
+
+# --- risk -------------------------------------------------------------------
+
+
+class RiskDecision(StrEnum):
+    ALLOW = "allow"
+    CHALLENGE = "challenge"  # ask for the customer's current TOTP code (step-up), then proceed
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class RiskRequest:
+    """One checkout attempt as the risk check sees it."""
+
+    customer_reference: str
+    account_created_at: datetime
+    amount_minor: int
+    currency: str
+    payment_token: str
+    ip_address: str
+    billing_country: str
+    shipping_country: str
+    # The checkout attempt: one attempt assessed again (after a step-up) counts once.
+    order_reference: str = ""
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    rule: str
+    points: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    decision: RiskDecision
+    score: int
+    reasons: tuple[RuleHit, ...] = ()
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [hit.rule for hit in self.reasons]
+
+
+class RiskAssessor(Protocol):
+    async def assess(self, request: RiskRequest) -> RiskAssessment:
+        """Decide once per checkout attempt; the implementation records the decision."""
         ...

@@ -13,7 +13,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from app.partners.interfaces import PaymentChannel
 
-PAYMENT_OUTCOMES = ("approved", "declined", "error", "timeout")
+# "unknown": a charge whose answer was lost (timeout, dropped connection) and that the
+# provider could not be asked about afterwards; counted once, beside its timed-out calls.
+PAYMENT_OUTCOMES = ("approved", "declined", "error", "timeout", "unknown")
+# What a lookup by idempotency key found at a provider (ChargeState values).
+PAYMENT_LOOKUP_STATES = ("captured", "declined", "absent", "unknown")
 FRAUD_DECISIONS = ("allow", "challenge", "block")
 CIRCUIT_CLOSED, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN = 0, 1, 2
 
@@ -27,6 +31,11 @@ PAYMENT_DURATION = Histogram(
     "Time of one call to a payment provider.",
     ["channel", "provider"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10),
+)
+PAYMENT_LOOKUPS = Counter(
+    "shop_payment_lookups_total",
+    "Lookups of a charge by idempotency key at a payment provider, by what they found.",
+    ["channel", "provider", "state"],
 )
 PAYMENT_CIRCUIT_STATE = Gauge(
     "shop_payment_circuit_state",
@@ -71,6 +80,13 @@ def declare_payment_series(routes: dict[PaymentChannel, list[str]]) -> None:
                 PAYMENT_ATTEMPTS.labels(channel=channel.value, provider=provider, outcome=outcome)
             PAYMENT_DURATION.labels(channel=channel.value, provider=provider)
             PAYMENT_CIRCUIT_STATE.labels(provider=provider).set(CIRCUIT_CLOSED)
+
+
+def declare_payment_lookup_series(routes: dict[PaymentChannel, list[str]]) -> None:
+    for channel, providers in routes.items():
+        for provider in providers:
+            for state in PAYMENT_LOOKUP_STATES:
+                PAYMENT_LOOKUPS.labels(channel=channel.value, provider=provider, state=state)
 
 
 def declare_fraud_series() -> None:

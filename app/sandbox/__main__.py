@@ -43,6 +43,7 @@ class AllSandboxes:
             webhook_secret=settings.payments_webhook_secret.get_secret_value(),
             webhook_url=settings.payments_webhook_url,
             faults=self.faults,
+            api_key=settings.payments_key(),
         )
         self.couriers_app = create_couriers_app(
             origin_country=settings.origin_country,
@@ -59,13 +60,16 @@ class AllSandboxes:
 
     async def start(self) -> dict[str, str]:
         s = self.settings
-        for app, port in (
-            (self.payments_app, s.payments_port),
-            (self.couriers_app, s.couriers_port),
-            (self.admin_app, s.admin_port),
+        tls = (str(s.tls_cert_file), str(s.tls_key_file)) if s.tls_context() else None
+        for app, port, app_tls in (
+            (self.payments_app, s.payments_port, tls),
+            (self.couriers_app, s.couriers_port, tls),
+            (self.admin_app, s.admin_port, None),
         ):
-            self._servers.append(await start_server(app, s.host, port))
-        self._smtp_server = await self.smtp.listen(s.host, s.smtp_port)
+            self._servers.append(await start_server(app, s.host, port, tls=app_tls))
+        self._smtp_server = await self.smtp.listen(
+            s.host, s.smtp_port, s.tls_context(), s.smtp_login()
+        )
         smtp_port = self._smtp_server.sockets[0].getsockname()[1]
         payments, couriers, admin = (server.url for server in self._servers)
         return {

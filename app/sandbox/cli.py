@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the `python -m app.sandbox.*` entry points."""
+"""Command-line plumbing shared by `python -m app.sandbox` and `python -m app.sandbox.payments`."""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def sandbox_app(
     @app.exception_handler(FaultTriggered)
     async def _fault(_: Request, exc: FaultTriggered) -> JSONResponse:
         return JSONResponse(
-            error_body(f"injected_{exc.outcome.value}", exc.message), status_code=exc.status_code
+            error_body(f"injected_{exc.outcome.value}", exc.message),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -54,7 +56,9 @@ def sandbox_app(
         if service_param and 400 <= exc.status_code < 500:
             _count_rejection(request, board, service_param)
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return JSONResponse(error_body(f"http_{exc.status_code}", detail), exc.status_code)
+        return JSONResponse(
+            error_body(f"http_{exc.status_code}", detail), exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

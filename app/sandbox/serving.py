@@ -40,11 +40,12 @@ class RunningServer:
     task: asyncio.Task[None]
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
         self.server.should_exit = True
@@ -52,8 +53,14 @@ class RunningServer:
 
 
 async def start_server(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log_level: str = "warning",
+    tls: tuple[str, str] | None = None,
 ) -> RunningServer:
+    """Serve `app` on host:port; with `tls` (certificate file, key file), HTTPS only."""
     sock = bind(host, port)
     config = uvicorn.Config(
         app,
@@ -62,6 +69,8 @@ async def start_server(
         lifespan="on",
         # A request hanging on an injected timeout must not hold shutdown up.
         timeout_graceful_shutdown=1,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -70,7 +79,7 @@ async def start_server(
             task.result()  # raises the start-up error
             raise RuntimeError(f"server on {host}:{port} stopped during start-up")
         await asyncio.sleep(0.01)
-    return RunningServer(server, task, host, sock.getsockname()[1])
+    return RunningServer(server, task, host, sock.getsockname()[1], tls=tls is not None)
 
 
 @contextlib.asynccontextmanager

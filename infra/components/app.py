@@ -3,8 +3,11 @@
 The launch template requires IMDSv2, encrypts the root volume and gives no
 public IP; the instance profile may only read the two secrets the shop needs
 (the database credentials RDS manages and the cache auth token). The group
-takes its health from the load balancer and replaces instances by a rolling
-instance refresh that keeps 90 % of the capacity in service.
+replaces instances on liveness only, the EC2 status checks: the load balancer's
+check is `/readyz`, readiness, which fails on every server at once when the
+database fails over, and must take them out of routing, not out of the fleet.
+Instances are replaced by a rolling instance refresh that keeps 90 % of the
+capacity in service.
 """
 
 from __future__ import annotations
@@ -116,7 +119,10 @@ class App(pulumi.ComponentResource):
             min_size=args.min_size,
             max_size=args.max_size,
             desired_capacity=args.desired_capacity,
-            health_check_type="ELB",
+            # Not "ELB": the target group checks readiness (/readyz, the database), and a
+            # database failover would have the whole fleet recycled. The target group still
+            # routes on readiness; a crashed shop process is restarted by systemd.
+            health_check_type="EC2",
             health_check_grace_period=120,
             target_group_arns=[args.target_group_arn],
             capacity_rebalance=True,

@@ -4,10 +4,28 @@ HTTPS with an ACM certificate (DNS-validated in the stack's Route 53 zone) and
 an explicit TLS 1.2/1.3 policy; HTTP only redirects to HTTPS; invalid headers
 are dropped; access logs go to the encrypted log bucket; a WAF web ACL with
 AWS managed rule groups and a per-IP rate limit sits in front.
+
+Listener rules keep the shop's operations surface off the internet: `/metrics` is
+refused to everyone (Prometheus scrapes the app servers from the monitoring host
+inside the VPC), and the admin API and back-office pages are forwarded only from
+the stack's operator networks (`adminCidrs`) and refused to everyone else. The
+app's own admin role check stays the authority; these rules only shrink who can try.
+
+The ALB matches the path as sent, while the app (uvicorn) percent-decodes it before
+routing, so `/%6detrics` passes the listener rules and is served as `/metrics`. The WAF
+closes that: its first rules, ahead of the managed groups, match the same paths after
+URL_DECODE (and LOWERCASE, and once more after NORMALIZE_PATH) and block `/metrics` for
+everyone and the admin paths for every source outside an IP set of `adminCidrs`.
+
+The ALB speaks HTTPS to the app servers too (they serve TLS only, with a certificate
+from the deployment's internal CA). The ALB does not validate target certificates (AWS
+behaviour): that hop is encrypted, but the target is not authenticated; what makes an
+instance a target is the auto scaling group registering it, not its certificate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -18,6 +36,46 @@ from infra.components import tags
 # AWS's TLS 1.3 + 1.2 policy with forward-secret ciphers only (AWS Security Hub ELB.17).
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
 HEALTH_CHECK_PATH = "/readyz"  # the app's readiness endpoint (docs/contracts.md)
+
+METRICS_PATHS = ("/metrics", "/metrics/*")
+ADMIN_PATH_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "api": ("/api/admin", "/api/admin/*"),
+    "backoffice": ("/admin", "/admin/*"),
+}
+# ALB quotas for one listener rule: values in one condition, values over all its conditions.
+MAX_CONDITION_VALUES = 3
+MAX_RULE_VALUES = 5
+# Listener rule priorities, lowest evaluated first. Each admin path group has a block of allow
+# priorities, so a longer adminCidrs list adds rules without renumbering the others.
+METRICS_PRIORITY = 10
+ADMIN_ALLOW_PRIORITY = 100
+ADMIN_ALLOW_BLOCK = 10
+ADMIN_DENY_PRIORITY = 200
+FORBIDDEN = {
+    "type": "fixed-response",
+    "fixed_response": {
+        "content_type": "text/plain",
+        "message_body": "forbidden",
+        "status_code": "403",
+    },
+}
+
+# WAF rules on the decoded path. Each view is a chain of text transformations, applied in
+# order before matching. "routed" is the path as uvicorn routes it (percent-decoded once;
+# lowercased, which only widens the match since the prefixes are lowercase); "normalised"
+# also resolves dot segments and repeated slashes, for anything in front of the app that does.
+# Both views are checked: normalising alone would let `/api/admin/%2e%2e/x` (normalised
+# `/api/x`) past the rule while the app, normalising nothing, still sees it below /api/admin.
+WAF_PATH_VIEWS: Mapping[str, tuple[str, ...]] = {
+    "routed": ("URL_DECODE", "LOWERCASE"),
+    "normalised": ("URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"),
+}
+# The listener rules' exact paths, i.e. their path patterns without the `/*` ones: a decoded
+# path is blocked when it equals one or continues below it (`/api/administrators` does not).
+WAF_METRICS_PREFIXES = tuple(p for p in METRICS_PATHS if "*" not in p)
+WAF_ADMIN_PREFIXES = tuple(p for ps in ADMIN_PATH_GROUPS.values() for p in ps if "*" not in p)
+WAF_METRICS_RULE = "metrics-decoded-path"
+WAF_ADMIN_RULE = "admin-decoded-path-outside-operator-networks"
 
 MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
@@ -42,6 +100,94 @@ class EdgeArgs:
     app_port: int
     deletion_protection: bool
     waf_rate_limit_per_5min: int
+    admin_cidrs: tuple[str, ...]  # operator networks, validated by settings.py
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One HTTPS listener rule: these paths, from these sources if any, forwarded or refused."""
+
+    key: str
+    priority: int
+    paths: tuple[str, ...]
+    source_cidrs: tuple[str, ...]
+    forward: bool
+
+
+def listener_rules(admin_cidrs: tuple[str, ...]) -> list[RuleSpec]:
+    """The HTTPS listener's rules, within the ALB's per-rule quotas."""
+    rules = [RuleSpec("metrics-deny", METRICS_PRIORITY, METRICS_PATHS, (), forward=False)]
+    for group_index, (group, paths) in enumerate(ADMIN_PATH_GROUPS.items()):
+        per_rule = min(MAX_CONDITION_VALUES, MAX_RULE_VALUES - len(paths))
+        chunks = [admin_cidrs[i : i + per_rule] for i in range(0, len(admin_cidrs), per_rule)]
+        if len(chunks) > ADMIN_ALLOW_BLOCK:
+            raise ValueError(f"{len(admin_cidrs)} admin networks do not fit the allow rules")
+        base = ADMIN_ALLOW_PRIORITY + group_index * ADMIN_ALLOW_BLOCK
+        rules += [
+            RuleSpec(f"admin-{group}-allow-{i}", base + i, paths, chunk, forward=True)
+            for i, chunk in enumerate(chunks)
+        ]
+        rules.append(
+            RuleSpec(
+                f"admin-{group}-deny", ADMIN_DENY_PRIORITY + group_index, paths, (), forward=False
+            )
+        )
+    return rules
+
+
+def _decoded_path_under(prefixes: tuple[str, ...]) -> dict[str, object]:
+    """A WAF statement: the request path, decoded in every view, is one of `prefixes` or below."""
+    return {
+        "or_statement": {
+            "statements": [
+                {
+                    "byte_match_statement": {
+                        "field_to_match": {"uri_path": {}},
+                        "positional_constraint": constraint,
+                        "search_string": search,
+                        "text_transformations": [
+                            {"priority": priority, "type": kind}
+                            for priority, kind in enumerate(chain)
+                        ],
+                    }
+                }
+                for chain in WAF_PATH_VIEWS.values()
+                for prefix in prefixes
+                for constraint, search in (("EXACTLY", prefix), ("STARTS_WITH", f"{prefix}/"))
+            ]
+        }
+    }
+
+
+def waf_path_rules(admin_ip_set_arn: pulumi.Input[str]) -> list[dict[str, object]]:
+    """The web ACL's rules on the decoded path, without priorities: they go before all others."""
+    return [
+        {
+            "name": WAF_METRICS_RULE,
+            "action": {"block": {}},
+            "statement": _decoded_path_under(WAF_METRICS_PREFIXES),
+            "visibility_config": _visibility(WAF_METRICS_RULE),
+        },
+        {
+            "name": WAF_ADMIN_RULE,
+            "action": {"block": {}},
+            "statement": {
+                "and_statement": {
+                    "statements": [
+                        _decoded_path_under(WAF_ADMIN_PREFIXES),
+                        {
+                            "not_statement": {
+                                "statement": {
+                                    "ip_set_reference_statement": {"arn": admin_ip_set_arn}
+                                }
+                            }
+                        },
+                    ]
+                }
+            },
+            "visibility_config": _visibility(WAF_ADMIN_RULE),
+        },
+    ]
 
 
 class Edge(pulumi.ComponentResource):
@@ -98,11 +244,14 @@ class Edge(pulumi.ComponentResource):
         target_group = aws.lb.TargetGroup(
             f"{name}-app-tg",
             port=args.app_port,
-            protocol="HTTP",
+            # The app servers serve TLS only. The ALB does not validate target certificates
+            # (AWS behaviour), so the internal CA's certificate needs no trust here.
+            protocol="HTTPS",
             target_type="instance",
             vpc_id=args.vpc_id,
             deregistration_delay=30,
             health_check={
+                "protocol": "HTTPS",
                 "path": HEALTH_CHECK_PATH,
                 "port": "traffic-port",
                 "matcher": "200",
@@ -113,7 +262,7 @@ class Edge(pulumi.ComponentResource):
             tags=tags(args.project, args.stack, "app", "app-tg"),
             opts=child,
         )
-        aws.lb.Listener(
+        https_listener = aws.lb.Listener(
             f"{name}-https",
             load_balancer_arn=load_balancer.arn,
             port=args.https_port,
@@ -123,6 +272,23 @@ class Edge(pulumi.ComponentResource):
             default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
             opts=child,
         )
+        for rule in listener_rules(args.admin_cidrs):
+            conditions: list[dict[str, object]] = [{"path_pattern": {"values": list(rule.paths)}}]
+            if rule.source_cidrs:
+                conditions.append({"source_ip": {"values": list(rule.source_cidrs)}})
+            aws.lb.ListenerRule(
+                f"{name}-{rule.key}",
+                listener_arn=https_listener.arn,
+                priority=rule.priority,
+                conditions=conditions,
+                actions=[
+                    {"type": "forward", "target_group_arn": target_group.arn}
+                    if rule.forward
+                    else FORBIDDEN
+                ],
+                tags=tags(args.project, args.stack, tier, f"rule-{rule.key}"),
+                opts=child,
+            )
         aws.lb.Listener(
             f"{name}-http-redirect",
             load_balancer_arn=load_balancer.arn,
@@ -141,35 +307,48 @@ class Edge(pulumi.ComponentResource):
             opts=child,
         )
 
+        admin_networks = aws.wafv2.IpSet(
+            f"{name}-admin-networks",
+            scope="REGIONAL",
+            ip_address_version="IPV4",
+            addresses=list(args.admin_cidrs),
+            description="operator networks allowed on the admin paths, from adminCidrs",
+            tags=tags(args.project, args.stack, tier, "admin-networks"),
+            opts=child,
+        )
+        # Evaluated by ascending priority: the decoded-path rules first, so the managed groups
+        # never see what they block; then the managed groups; the rate limit last.
+        waf_rules: list[dict[str, object]] = [
+            *waf_path_rules(admin_networks.arn),
+            *(
+                {
+                    "name": group,
+                    "override_action": {"none": {}},
+                    "statement": {
+                        "managed_rule_group_statement": {"vendor_name": "AWS", "name": group}
+                    },
+                    "visibility_config": _visibility(group),
+                }
+                for group in MANAGED_RULE_GROUPS
+            ),
+            {
+                "name": "rate-limit-per-ip",
+                "action": {"block": {}},
+                "statement": {
+                    "rate_based_statement": {
+                        "limit": args.waf_rate_limit_per_5min,
+                        "aggregate_key_type": "IP",
+                    }
+                },
+                "visibility_config": _visibility("rate-limit-per-ip"),
+            },
+        ]
         web_acl = aws.wafv2.WebAcl(
             f"{name}-waf",
             scope="REGIONAL",
             default_action={"allow": {}},
             rules=[
-                *(
-                    {
-                        "name": group,
-                        "priority": priority,
-                        "override_action": {"none": {}},
-                        "statement": {
-                            "managed_rule_group_statement": {"vendor_name": "AWS", "name": group}
-                        },
-                        "visibility_config": _visibility(group),
-                    }
-                    for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1)
-                ),
-                {
-                    "name": "rate-limit-per-ip",
-                    "priority": len(MANAGED_RULE_GROUPS) + 1,
-                    "action": {"block": {}},
-                    "statement": {
-                        "rate_based_statement": {
-                            "limit": args.waf_rate_limit_per_5min,
-                            "aggregate_key_type": "IP",
-                        }
-                    },
-                    "visibility_config": _visibility("rate-limit-per-ip"),
-                },
+                {**rule, "priority": priority} for priority, rule in enumerate(waf_rules, start=1)
             ],
             visibility_config=_visibility(f"{args.project}-{args.stack}-waf"),
             tags=tags(args.project, args.stack, tier, "waf"),

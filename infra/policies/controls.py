@@ -8,6 +8,11 @@ the same validate functions on the mocked program's resources.
 
 Controls marked production-only apply to stacks named in the policy config
 `productionStacks` (default: prod), read from the resource's URN.
+
+One policy is the shop's own, not Security Hub's: an internet-facing ALB's HTTPS
+listener must refuse `/metrics` to every source, because the shop serves its
+Prometheus metrics on the same port as its pages and only the monitoring host,
+inside the VPC, may scrape them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ SG_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EBS_DEFAULT_ENCRYPTION = "aws:ebs/encryptionByDefault:EncryptionByDefault"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 VPC = "aws:ec2/vpc:Vpc"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
@@ -581,5 +587,65 @@ STACK_CONTROLS: tuple[StackControl, ...] = (
 )
 
 
+# --- the shop's own -----------------------------------------------------------
+
+METRICS_PATH = "/metrics"
+METRICS_POLICY_NAME = "shop-alb-refuses-metrics"
+
+
+def _refuses_metrics(props: Props) -> bool:
+    """A rule answering /metrics with a 4XX for any source: one path condition, a fixed response."""
+    conditions = props.get("conditions") or []
+    actions = props.get("actions") or []
+    if len(conditions) != 1 or len(actions) != 1:
+        return False
+    paths = (conditions[0].get("pathPattern") or {}).get("values") or []
+    response = actions[0].get("fixedResponse") or {}
+    return (
+        METRICS_PATH in paths
+        and actions[0].get("type") == "fixed-response"
+        and str(response.get("statusCode", "")).startswith("4")
+    )
+
+
+def validate_alb_refuses_metrics(
+    args: StackValidationArgs, report_violation: ReportViolation
+) -> None:
+    listeners = [r for r in args.resources if r.resource_type == LISTENER]
+    rules = [r for r in args.resources if r.resource_type == LISTENER_RULE]
+    for lb in args.resources:
+        if lb.resource_type != LOAD_BALANCER or not _is_alb(lb.props):
+            continue
+        if _is_true(lb.props.get("internal")):
+            continue
+        for listener in listeners:
+            if listener.props.get("protocol") != "HTTPS":
+                continue
+            if not _references(listener, "loadBalancerArn", lb, "arn"):
+                continue
+            if not any(
+                _references(rule, "listenerArn", listener, "arn") and _refuses_metrics(rule.props)
+                for rule in rules
+            ):
+                report_violation(
+                    f"{lb.name} is internet-facing and its HTTPS listener {listener.name} has "
+                    f"no rule refusing {METRICS_PATH} to every source",
+                    listener.urn,
+                )
+
+
+def alb_refuses_metrics_policy() -> StackValidationPolicy:
+    return StackValidationPolicy(
+        name=METRICS_POLICY_NAME,
+        description="an internet-facing ALB's HTTPS listener refuses /metrics to every source",
+        validate=validate_alb_refuses_metrics,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
 def all_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    return [c.policy() for c in RESOURCE_CONTROLS] + [c.policy() for c in STACK_CONTROLS]
+    return [
+        *(c.policy() for c in RESOURCE_CONTROLS),
+        *(c.policy() for c in STACK_CONTROLS),
+        alb_refuses_metrics_policy(),
+    ]

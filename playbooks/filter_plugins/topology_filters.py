@@ -7,17 +7,11 @@ converge.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-try:
-    import topology
-except ImportError:  # running from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import topology
-
 from ansible.errors import AnsibleFilterError
+
+import topology  # the repository's package, installed into the venv (pip install -e .)
 
 
 def _topology() -> topology.Topology:
@@ -75,6 +69,11 @@ def topology_scrape_tiers(job: str) -> list[str]:
     raise AnsibleFilterError(f"topology_scrape_tiers: no scrape job {job!r}")
 
 
+def topology_scrape_schemes(_: Any = None) -> dict[str, str]:
+    """none | topology_scrape_schemes -> {job: "http" or "https"}"""
+    return _topology().scrape_schemes()
+
+
 def topology_scrape_targets(hosts_by_tier: dict[str, list[str]]) -> dict[str, list[str]]:
     """{tier: [host, ...]} | topology_scrape_targets -> {job: ['host:port', ...]}"""
     return _topology().scrape_targets(hosts_by_tier)
@@ -88,4 +87,5 @@ class FilterModule:
             "topology_openers": topology_openers,
             "topology_scrape_tiers": topology_scrape_tiers,
             "topology_scrape_targets": topology_scrape_targets,
+            "topology_scrape_schemes": topology_scrape_schemes,
         }

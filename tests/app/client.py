@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pyotp
 
 from tests.conftest import ShopServer
 
@@ -21,8 +23,32 @@ APPROVED_CARD = "tok_visa"
 SHIPPING_OPTION = "globex:standard"  # offered by the courier sandbox to ADDRESS
 
 
+PASSWORD = "correct horse battery"  # every test customer's, unless a test chooses another
+
+
 def unique_email(prefix: str = "customer") -> str:
     return f"{prefix}-{secrets.token_hex(6)}@example.com"
+
+
+# The admin's authenticator per shop (by URL): the back office needs TOTP.
+_ADMIN_TOTP: dict[str, pyotp.TOTP] = {}
+_LAST_COUNTER: dict[str, int] = {}
+
+
+def next_code(shop_url: str, totp: pyotp.TOTP) -> str:
+    """A code the shop accepts now and has not seen yet (each 30 s step is single use).
+
+    Never the previous step's code: the shop accepts one step either side of its own, so
+    that code expires at the next step boundary, which a request on a loaded machine can
+    cross on its way (the current step's and the next one's stay good for 30 s or more)."""
+    now = totp.timecode(time.time())
+    last = _LAST_COUNTER.get(shop_url, -1)
+    for counter in (now, now + 1):
+        if counter > last:
+            _LAST_COUNTER[shop_url] = counter
+            return totp.generate_otp(counter)
+    time.sleep(totp.interval)
+    return next_code(shop_url, totp)
 
 
 def unique_sku(prefix: str = "T") -> str:
@@ -38,9 +64,7 @@ class ShopClient:
     def auth(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    async def register(
-        self, email: str | None = None, password: str = "correct horse battery"
-    ) -> str:
+    async def register(self, email: str | None = None, password: str = PASSWORD) -> str:
         email = email or unique_email()
         response = await self.http.post(
             "/api/auth/register",
@@ -49,23 +73,56 @@ class ShopClient:
         assert response.status_code == 201, response.text
         return email
 
-    async def login(self, email: str, password: str = "correct horse battery") -> str:
+    async def login(self, email: str, password: str = PASSWORD) -> str:
         response = await self.http.post(
             "/api/auth/login", json={"email": email, "password": password}
         )
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
+    async def start_totp(self, token: str, password: str = PASSWORD) -> httpx.Response:
+        """POST /api/account/mfa/totp: a new secret, after the password again."""
+        return await self.http.post(
+            "/api/account/mfa/totp", json={"password": password}, headers=self.auth(token)
+        )
+
     async def customer(self) -> str:
         """Register a new customer and return an access token."""
         return await self.login(await self.register())
 
     async def admin(self) -> str:
+        """The admin's access token: password, then TOTP (enrolled on first use per shop)."""
         if self.shop.admin_token is None:
-            self.shop.admin_token = await self.login(
-                self.shop.admin_email, self.shop.admin_password
-            )
+            self.shop.admin_token = await self.admin_login()
         return self.shop.admin_token
+
+    async def admin_login(self) -> str:
+        url = self.shop.url
+        response = await self.http.post(
+            "/api/auth/login",
+            json={"email": self.shop.admin_email, "password": self.shop.admin_password},
+        )
+        assert response.status_code == 200, response.text
+        step = response.json()
+        if step.get("mfa_required"):
+            totp = _ADMIN_TOTP[url]
+            done = await self.http.post(
+                "/api/auth/login/mfa",
+                json={"mfa_token": step["mfa_token"], "code": next_code(url, totp)},
+            )
+            assert done.status_code == 200, done.text
+            return done.json()["access_token"]
+        token = step["access_token"]
+        enrol = await self.start_totp(token, self.shop.admin_password)
+        assert enrol.status_code == 200, enrol.text
+        totp = _ADMIN_TOTP[url] = pyotp.TOTP(enrol.json()["secret"])
+        verified = await self.http.post(
+            "/api/account/mfa/totp/verify",
+            json={"code": next_code(url, totp)},
+            headers=self.auth(token),
+        )
+        assert verified.status_code == 200, verified.text
+        return token
 
     async def create_product(
         self, admin_token: str, *, stock: dict[str, int], price: int = 1999, **fields: Any

@@ -156,7 +156,7 @@ async def test_a_refused_checkout_writes_nothing(client: ShopClient) -> None:
     token = await client.customer()
     await client.add_to_cart(token, sku, 2)
     unknown_option = await client.checkout(token, shipping_option="teleport:now")
-    assert_json_4xx(unknown_option, 422)
+    assert assert_json_4xx(unknown_option, 409)["code"] == "shipping_option_unavailable"
     embargoed = await client.http.post(
         "/api/checkout",
         json={
@@ -166,7 +166,8 @@ async def test_a_refused_checkout_writes_nothing(client: ShopClient) -> None:
         },
         headers={**client.auth(token), "Idempotency-Key": "k-embargo-001"},
     )
-    assert_json_4xx(embargoed, 422)
+    # no courier delivers there, so no option is offered
+    assert assert_json_4xx(embargoed, 409)["code"] == "shipping_option_unavailable"
     assert (await client.product(sku))["total_stock"] == 2
     assert (await client.http.get("/api/orders", headers=client.auth(token))).json()["total"] == 0
     assert (await client.http.get("/api/cart", headers=client.auth(token))).json()[
@@ -179,10 +180,22 @@ async def test_bad_search_parameters_are_422(client: ShopClient) -> None:
         {"page": 0},
         {"page_size": 1000},
         {"min_price": -1},
-        {"min_price": 500, "max_price": 100},
         {"category": "Not A Slug"},
         {"sort": "random"},
         {"page": 9999, "page_size": 100},
+        {"page": 101, "page_size": 1},  # past the result window, whatever the page size
         {"q": "x" * 500},
     ):
         assert_json_4xx(await client.http.get("/api/products", params=params), 422)
+
+
+async def test_search_parameters_the_document_allows_are_answered(client: ShopClient) -> None:
+    """What /openapi.json allows is served, not refused (tests/app/test_api_contract.py)."""
+    empty_range = await client.http.get("/api/products", params={"min_price": 500, "max_price": 1})
+    assert empty_range.status_code == 200 and empty_range.json()["items"] == []
+    many_words = await client.http.get(
+        "/api/products", params={"q": "honey " + " ".join(f"w{n}" for n in range(20))}
+    )
+    assert many_words.status_code == 200, many_words.text  # words after the 8th are not used
+    last_page = await client.http.get("/api/products", params={"page": 100, "page_size": 100})
+    assert last_page.status_code == 200, last_page.text

@@ -44,7 +44,9 @@ async def test_customer_journey_with_totp_ends_in_paid_order_and_metrics(
     ).json()["access_token"]
 
     # enrol TOTP
-    enrol = await http.post("/api/account/mfa/totp", headers=client.auth(token))
+    enrol = await http.post(
+        "/api/account/mfa/totp", json={"password": password}, headers=client.auth(token)
+    )
     assert enrol.status_code == 200, enrol.text
     totp = pyotp.TOTP(enrol.json()["secret"])
     assert enrol.json()["otpauth_uri"].startswith("otpauth://totp/")

@@ -32,7 +32,7 @@ async def test_health_and_readiness(client: ShopClient) -> None:
     assert (await client.http.get("/healthz")).json() == {"status": "ok"}
     ready = await client.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "cache": "ok"}
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok"}}
 
 
 async def test_request_id_is_echoed_or_generated_and_logged(client: ShopClient) -> None:
@@ -123,6 +123,27 @@ async def test_metrics_follow_the_contract(client: ShopClient) -> None:
     assert value(text, "shop_build_info") == 1
     assert value(text, "shop_db_pool_connections", state="max") > 0
     assert 0 <= value(text, "shop_bestsellers_out_of_stock") <= 20
+
+
+async def test_every_operation_exports_its_5xx_series_before_any_failure(
+    client: ShopClient,
+) -> None:
+    """The availability SLO divides each route's 5xx by its requests: a route that has
+    never failed must still export a 0, or its ratio is absent rather than 0."""
+    operations = {
+        (path, method.upper())
+        for path, item in (await client.http.get("/openapi.json")).json()["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    text = (await client.http.get("/metrics")).text
+    exported = {
+        (s.labels["route"], s.labels["method"])
+        for s in families(text)["shop_http_requests"].samples
+        if s.name == "shop_http_requests_total" and s.labels["status"] == "500"
+    }
+    assert len(operations) > 30
+    assert sorted(operations - exported) == []
 
 
 async def test_counts_are_summed_over_all_workers(client: ShopClient) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.seed import CATEGORIES, WAREHOUSES, generate
+from app.seed import generate
+from seed_catalog import CATEGORIES, WAREHOUSES
 
 
 def test_same_seed_same_catalog_other_seed_other_catalog() -> None:

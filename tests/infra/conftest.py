@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # the `infra` package lives at the repo root
-
-from tests.infra.model import STACKS, StackModel, load_all  # noqa: E402
+from tests.infra.model import STACKS, StackModel, load_all
 
 
 @pytest.fixture(scope="session")

@@ -48,8 +48,12 @@ def site_config(stack: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def stack_config(stack: str) -> dict[str, str]:
+    """The stack file's config as the CLI hands it to a program: lists and maps as JSON."""
     raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {key: str(value) for key, value in raw.items()}
+    return {
+        key: json.dumps(value) if isinstance(value, list | dict) else str(value)
+        for key, value in raw.items()
+    }
 
 
 def _computed_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:

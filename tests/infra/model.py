@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -108,6 +109,14 @@ def run_stack(stack: str, *overrides: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+@functools.cache
+def load_dev_with_admin_cidrs(cidrs: tuple[str, ...]) -> StackModel:
+    """The dev stack run with other operator networks (`adminCidrs` config), once per set."""
+    result = run_stack("dev", f"shop-ops:adminCidrs={json.dumps(list(cidrs))}")
+    assert result.returncode == 0, result.stderr
+    return StackModel.from_json(json.loads(result.stdout))
 
 
 def load_all(stacks: tuple[str, ...] = STACKS) -> dict[str, StackModel]:

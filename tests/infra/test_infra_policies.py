@@ -202,3 +202,81 @@ def test_stack_controls_report_a_missing_companion() -> None:
 
 def _collector(found: list[str]):
     return lambda message, _urn=None: found.append(message)
+
+
+def _resource(
+    resource_type: str, props: dict[str, Any], name: str, **deps: PolicyResource
+) -> PolicyResource:
+    """A resource whose properties `deps` point at other resources, as in a preview."""
+    return PolicyResource(
+        resource_type,
+        props,
+        f"urn:pulumi:dev::shop-ops::{resource_type}::{name}",
+        name,
+        None,  # type: ignore[arg-type]
+        None,
+        None,
+        [],
+        {key: [dep] for key, dep in deps.items()},
+    )
+
+
+METRICS_403 = {
+    "conditions": [{"pathPattern": {"values": ["/metrics", "/metrics/*"]}}],
+    "actions": [{"type": "fixed-response", "fixedResponse": {"statusCode": "403"}}],
+}
+
+
+def _alb_violations(rule_props: dict[str, Any] | None, internal: bool = False) -> list[str]:
+    """The metrics policy on an ALB with an HTTPS listener and, if given, one rule on it."""
+    lb = _resource(
+        controls.LOAD_BALANCER, {"loadBalancerType": "application", "internal": internal}, "alb"
+    )
+    listener = _resource(controls.LISTENER, {"protocol": "HTTPS"}, "https", loadBalancerArn=lb)
+    resources = [lb, listener]
+    if rule_props is not None:
+        resources.append(
+            _resource(controls.LISTENER_RULE, rule_props, "rule", listenerArn=listener)
+        )
+    found: list[str] = []
+    controls.alb_refuses_metrics_policy().validate(
+        StackValidationArgs(resources), _collector(found)
+    )
+    return found
+
+
+def test_every_stacks_internet_facing_alb_refuses_metrics_on_https(model: StackModel) -> None:
+    resources = policy_resources(model)
+    assert any(
+        r.resource_type == controls.LOAD_BALANCER and not r.props.get("internal") for r in resources
+    )
+    found: list[str] = []
+    controls.alb_refuses_metrics_policy().validate(
+        StackValidationArgs(resources), _collector(found)
+    )
+    assert not found, found
+
+
+@pytest.mark.parametrize(
+    "rule_props",
+    [
+        None,
+        {**METRICS_403, "actions": [{"type": "forward", "targetGroupArn": "tg"}]},
+        {
+            **METRICS_403,
+            "conditions": [
+                *METRICS_403["conditions"],
+                {"sourceIp": {"values": ["203.0.113.0/24"]}},
+            ],
+        },
+        {**METRICS_403, "conditions": [{"pathPattern": {"values": ["/api/admin"]}}]},
+    ],
+    ids=["no rule", "forwarded", "refused to some sources only", "another path"],
+)
+def test_metrics_policy_reports_an_alb_that_serves_metrics(rule_props) -> None:
+    assert _alb_violations(rule_props)
+
+
+def test_metrics_policy_passes_a_refusal_and_spares_internal_albs() -> None:
+    assert _alb_violations(METRICS_403) == []
+    assert _alb_violations(None, internal=True) == []

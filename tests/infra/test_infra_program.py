@@ -154,12 +154,13 @@ def test_https_listener_uses_the_validated_certificate(model: StackModel) -> Non
     assert redirect["port"] == str(topo.port("https"))
 
 
-def test_app_group_spreads_checks_via_load_balancer_and_refreshes_rolling(
+def test_app_group_replaces_on_ec2_status_routes_on_readiness_and_refreshes_rolling(
     model: StackModel,
 ) -> None:
+    """Readiness (/readyz) fails fleet-wide in a database failover: it routes, never recycles."""
     group = model.one("aws:autoscaling/group:Group")
     target_group = model.one("aws:lb/targetGroup:TargetGroup")
-    assert group.inputs["healthCheckType"] == "ELB"
+    assert group.inputs["healthCheckType"] == "EC2"
     assert group.inputs["targetGroupArns"] == [target_group.state["arn"]]
     assert target_group.inputs["port"] == topology.load().port("app")
     assert target_group.inputs["healthCheck"]["path"] == "/readyz"
@@ -167,6 +168,19 @@ def test_app_group_spreads_checks_via_load_balancer_and_refreshes_rolling(
     assert refresh["strategy"] == "Rolling"
     assert refresh["preferences"]["minHealthyPercentage"] >= 90
     assert group.inputs["minSize"] >= int(model.config_value("zoneCount"))
+
+
+def test_target_group_speaks_https_to_the_app_servers_and_checks_readiness_over_it(
+    model: StackModel,
+) -> None:
+    """The shop serves TLS only on the app port: traffic and health checks are HTTPS."""
+    target_group = model.one("aws:lb/targetGroup:TargetGroup")
+    assert target_group.inputs["protocol"] == "HTTPS"
+    assert target_group.inputs["port"] == topology.load().port("app")
+    health_check = target_group.inputs["healthCheck"]
+    assert health_check["protocol"] == "HTTPS"
+    assert health_check["path"] == "/readyz"
+    assert health_check["port"] == "traffic-port"
 
 
 def test_app_role_reads_only_the_two_shop_secrets(model: StackModel) -> None:
@@ -333,12 +347,25 @@ BAD_CONFIG = {
     "shop-ops:dbBackupRetentionDays=3": "dbBackupRetentionDays must be in [7, 35]",
     "shop-ops:vpcCidr=10.0.0.0/8": "vpcCidr must be a /16 to /20",
     "shop-ops:hostedZoneId=": "missing config shop-ops:hostedZoneId",
+    "shop-ops:adminCidrs=": "missing config shop-ops:adminCidrs",
+    "shop-ops:adminCidrs=[]": "shop-ops:adminCidrs must be a non-empty list",
+    'shop-ops:adminCidrs=["0.0.0.0/0"]': "shop-ops:adminCidrs entry 0.0.0.0/0 is wider than /8",
+    'shop-ops:adminCidrs=["203.0.113.0/24", "198.51.100.300/24"]': (
+        "shop-ops:adminCidrs entry '198.51.100.300/24' is not an IPv4 network"
+    ),
+    'shop-ops:adminCidrs=["203.0.113.5/24"]': "shop-ops:adminCidrs entry '203.0.113.5/24'",
+    "shop-ops:adminCidrs=203.0.113.0/24": "shop-ops:adminCidrs must be a list of IPv4 CIDRs",
+    "shop-ops:adminCidrs=" + json.dumps([f"203.0.113.{i}/32" for i in range(6)]): (
+        "shop-ops:adminCidrs has 6 networks, at most 5"
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def bad_config_runs() -> dict[str, subprocess.CompletedProcess[str]]:
-    with ThreadPoolExecutor(max_workers=len(BAD_CONFIG)) as pool:
+    # A few at a time: a program that wrongly accepts its config runs to the end, and a dozen
+    # whole programs at once on a small CI runner would hit run_stack's timeout instead.
+    with ThreadPoolExecutor(max_workers=4) as pool:
         runs = {override: pool.submit(run_stack, "dev", override) for override in BAD_CONFIG}
         return {override: future.result() for override, future in runs.items()}
 

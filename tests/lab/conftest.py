@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import testinfra
 
 import topology
-from lab import converge, hosts, image, inventory, status
+from lab import converge, hosts, image, inventory, monitoring_access, status
 from lab.converge import ConvergeResult, parse_recap
 from lab.layout import HostPlan, plan
 from lab.settings import LabSettings, from_env
@@ -48,11 +49,19 @@ class RunningLab:
 
     @property
     def ca_file(self) -> Path:
-        return self.settings.state_dir / "pki" / "ca.crt"
+        return self.settings.ca_file
 
     def tls(self) -> ssl.SSLContext:
-        """Verifies the edge's certificate against the lab's CA."""
+        """Verifies the edge's, Prometheus's and Alertmanager's certificates against the lab CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @property
+    def monitoring(self) -> monitoring_access.MonitoringAccess:
+        return monitoring_access.for_lab(self.settings)
+
+    def monitoring_client(self) -> httpx.Client:
+        """Prometheus and Alertmanager as the operator reaches them: the lab CA, basic auth."""
+        return httpx.Client(verify=self.tls(), auth=self.monitoring.auth(), timeout=10)
 
     def hosts_in(self, tier: str) -> list[HostPlan]:
         return [h for h in self.hosts.values() if h.tier == tier]

@@ -6,6 +6,7 @@ they should be, file modes and owners, users.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 import topology
@@ -141,8 +142,24 @@ def test_redis(lab):
     assert h.service("prometheus-redis-exporter").is_running
     conf = h.file("/etc/redis/redis.conf")
     assert (conf.user, conf.mode) == ("redis", 0o640)
-    refused = h.run(f"redis-cli -h {db.service_address} -p {port('redis')} ping")
+    cli = f"redis-cli -h {db.service_address} -p {port('redis')}"
+    tls = "--tls --cacert /usr/local/share/ca-certificates/shop-internal-ca.crt"
+    plain = h.run(f"{cli} ping")  # TLS only: a plain client gets no answer
+    assert plain.rc != 0 or "PONG" not in plain.stdout, plain
+    refused = h.run(f"{cli} {tls} ping")
     assert "NOAUTH" in refused.stdout + refused.stderr
+    key = h.file("/etc/redis/tls/redis.key")
+    assert (key.user, key.group, key.mode) == ("root", "redis", 0o640)
+    exporter = h.check_output(
+        f"curl -s http://{db.service_address}:{port('redis_exporter')}/metrics"
+    )
+    assert "\nredis_up 1" in exporter  # the exporter reaches Redis over TLS
+    # the shop fills the cache over TLS: a catalog read through the edge leaves its keys
+    with httpx.Client(verify=lab.tls(), timeout=10) as client:
+        assert client.get(lab.url("edge_https") + "api/categories").status_code == 200
+    password = (lab.settings.state_dir / "secrets" / "redis").read_text().strip()
+    keys = h.check_output(f"REDISCLI_AUTH={password} {cli} {tls} --scan --pattern 'shop:catalog:*'")
+    assert keys.strip(), "no catalog key in Redis after a catalog read"
 
 
 def test_edge(lab):
@@ -167,12 +184,28 @@ def test_shop_and_sandboxes(lab):
         assert h.user("shop").shell == "/usr/sbin/nologin"
         owners = h.check_output("ps -o user= -C gunicorn").split()
         assert owners and set(owners) == {"shop"}
-        ready = h.check_output(f"curl -s http://{app.service_address}:{port('app')}/readyz")
+        # HTTPS only, verified against the lab CA in the host's trust store
+        origin = f"{app.service_address}:{port('app')}"
+        ready = h.check_output(f"curl -sS https://{origin}/readyz")
         assert '"status":"ready"' in ready
+        assert h.run(f"curl -sS -o /dev/null http://{origin}/readyz").rc != 0
+        key = h.file("/etc/shop/tls/shop.key")
+        assert (key.user, key.group, key.mode) == ("root", "shop", 0o640)
     (partners,) = lab.hosts_in("partners")
     h = lab.testinfra_host(partners.name)
     assert h.service("shop-sandboxes").is_enabled and h.service("shop-sandboxes").is_running
     assert h.file("/etc/shop/sandboxes.env").mode == 0o640
+    # the shop reaches its partners over verified TLS only (as an app server sees them)
+    app = lab.testinfra_host(lab.hosts_in("app")[0].name)
+    for name in ("payments", "couriers"):
+        origin = f"{partners.name}:{port(name)}"
+        assert app.run(f"curl -sS -o /dev/null https://{origin}/healthz").rc == 0, name
+        assert app.run(f"curl -sS -o /dev/null http://{origin}/healthz").rc != 0, name
+    smtp = app.run(
+        f"openssl s_client -starttls smtp -connect {partners.name}:{port('smtp')} "
+        f"-verify_hostname {partners.name} -verify_return_error -brief </dev/null"
+    )
+    assert smtp.rc == 0 and "Verification: OK" in smtp.stdout + smtp.stderr, smtp
 
 
 def test_monitoring_services(lab):
@@ -183,3 +216,20 @@ def test_monitoring_services(lab):
     rules = h.check_output("ls /etc/prometheus/rules").split()
     assert rules and all(name.endswith(".rules.yml") for name in rules)
     assert h.file("/etc/prometheus/prometheus.yml").contains("job_name: shop")
+    # HTTPS and basic auth: what only the prometheus user (the group) may read
+    web = "/etc/prometheus/web"
+    for path, mode in (
+        (web, 0o750),
+        (f"{web}/web.yml", 0o640),
+        (f"{web}/monitoring.key", 0o640),
+        (f"{web}/password", 0o640),
+    ):
+        f = h.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "prometheus", mode), path
+    password = lab.monitoring.password()
+    assert h.file(f"{web}/password").content_string == password
+    assert not h.file(f"{web}/web.yml").contains(password), "only the bcrypt hash"
+    assert h.run(f"promtool check web-config {web}/web.yml").rc == 0
+    for service in ("prometheus", "prometheus-alertmanager"):
+        args = h.file(f"/etc/default/{service}").content_string
+        assert f"--web.config.file={web}/web.yml" in args, service

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import topology
-from lab import image
+from lab import image, monitoring_access
 from lab.converge import parse_recap
 from lab.inventory import tier_sources
 from lab.layout import network_tiers, peer_addresses, plan, shared_tiers
@@ -24,6 +24,7 @@ sys.path.insert(0, str(PLAYBOOKS / "filter_plugins"))
 
 import release_filters  # noqa: E402
 import topology_filters  # noqa: E402
+import web_auth_filters  # noqa: E402
 
 TOPO = topology.load()
 
@@ -180,6 +181,46 @@ def test_source_digest_changes_with_content(tmp_path):
     assert release_filters.source_digest([str(tmp_path / "pkg")]) != first
 
 
+def test_the_monitoring_password_hash_is_the_same_every_run_and_verifies():
+    """A random salt would rewrite the web config on every converge (never 0 changed)."""
+    import bcrypt
+    from ansible.errors import AnsibleFilterError
+
+    password = "a-lab-password-of-32-characters!"
+    hashed = web_auth_filters.bcrypt_hash(password, "mon:operator", 4)
+    assert hashed.startswith("$2b$04$") and len(hashed) == 60
+    assert web_auth_filters.bcrypt_hash(password, "mon:operator", 4) == hashed
+    assert bcrypt.checkpw(password.encode(), hashed.encode())
+    assert not bcrypt.checkpw(b"another password", hashed.encode())
+    # another host or user: another salt; another password: another hash
+    assert web_auth_filters.bcrypt_hash(password, "mon-b:operator", 4)[:29] != hashed[:29]
+    assert web_auth_filters.bcrypt_hash("rotated " + password, "mon:operator", 4) != hashed
+    with pytest.raises(AnsibleFilterError, match="empty"):
+        web_auth_filters.bcrypt_hash("", "mon:operator")
+    with pytest.raises(AnsibleFilterError, match="72 bytes"):
+        web_auth_filters.bcrypt_hash("x" * 73, "mon:operator")
+
+
+def test_the_lab_cli_logs_in_as_the_monitoring_roles_user_over_https():
+    defaults = yaml.safe_load((PLAYBOOKS / "roles/monitoring/defaults/main.yml").read_text())
+    assert defaults["monitoring_web_username"] == monitoring_access.USERNAME
+    lab_vars = (PLAYBOOKS / "inventories/lab/group_vars/all.yml").read_text()
+    assert f"lab_secrets_dir ~ '/{monitoring_access.PASSWORD_FILE_NAME}'" in lab_vars
+    settings = LabSettings(name="mylab")
+    access = monitoring_access.for_lab(settings)
+    assert access.ca_file == settings.state_dir / "pki" / "ca.crt"
+    assert access.password_file == settings.state_dir / "secrets" / "monitoring_web"
+    with pytest.raises(monitoring_access.MonitoringAccessError, match="converge the lab first"):
+        access.password()
+    schemes = {key: pub.scheme for key, pub in TOPO.lab.published.items()}
+    assert schemes == {
+        "edge_https": "https",
+        "edge_http": "http",
+        "prometheus": "https",
+        "alertmanager": "https",
+    }
+
+
 def test_every_role_documents_every_default_in_its_argument_spec():
     for role in sorted((PLAYBOOKS / "roles").iterdir()):
         defaults_file = role / "defaults" / "main.yml"
@@ -189,3 +230,60 @@ def test_every_role_documents_every_default_in_its_argument_spec():
         assert set(defaults or {}) <= documented, role.name
         for name in documented:
             assert name.startswith(f"{role.name}_"), (role.name, name)
+
+
+def test_removing_the_lab_survives_a_container_that_stops_while_it_is_killed(monkeypatch):
+    """podman rm --force can fail with "container state improper: stopped" when a
+    container exits between the stop signal and SIGKILL; the container is then
+    stopped but still there. Removal must finish the job, not fail the suite."""
+    from lab import hosts, podman
+
+    present = {"shoplab-xx-app", "shoplab-xx-db"}
+    calls: list[list[str]] = []
+
+    def fake_run(args, *, check=True, **_):
+        calls.append(list(args))
+        if args[0] == "rm":
+            names = [a for a in args if a.startswith("shoplab-")]
+            if len(calls) == 1:  # the race: db is killed, app had already stopped
+                present.discard("shoplab-xx-db")
+                result = subprocess.CompletedProcess(args, 2, "", "container state improper")
+            else:
+                present.difference_update(names)
+                result = subprocess.CompletedProcess(args, 0, "", "")
+            if check and result.returncode:
+                raise podman.PodmanError(result.stderr)
+            return result
+        raise AssertionError(f"unexpected podman call {args}")
+
+    monkeypatch.setattr(podman, "run", fake_run)
+    monkeypatch.setattr(podman, "exists", lambda kind, name: name in present)
+    monkeypatch.setattr(
+        podman, "containers_with_label", lambda label: [{"Names": [n]} for n in sorted(present)]
+    )
+    monkeypatch.setattr(podman, "networks_with_label", lambda label: [])
+
+    removed = hosts.remove_all(LabSettings(name="xx"))
+
+    assert present == set()
+    assert sorted(removed["containers"]) == ["shoplab-xx-app", "shoplab-xx-db"]
+    assert calls[-1][:1] == ["rm"] and "shoplab-xx-db" not in calls[-1]
+
+
+def test_removing_the_lab_names_a_container_that_will_not_go(monkeypatch):
+    from lab import hosts, podman
+
+    def stuck(args, *, check=True, **_):
+        result = subprocess.CompletedProcess(args, 2, "", "device or resource busy")
+        if check:
+            raise podman.PodmanError(result.stderr)
+        return result
+
+    monkeypatch.setattr(podman, "run", stuck)
+    monkeypatch.setattr(podman, "exists", lambda kind, name: True)
+    monkeypatch.setattr(
+        podman, "containers_with_label", lambda label: [{"Names": ["shoplab-xx-db"]}]
+    )
+    monkeypatch.setattr(podman, "networks_with_label", lambda label: [])
+    with pytest.raises(podman.PodmanError, match=r"shoplab-xx-db.*device or resource busy"):
+        hosts.remove_all(LabSettings(name="xx"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 
 from loadtests.resources import TargetProbe, listening_processes, parse_metrics
+from local_processes import free_port
 
 METRICS = """\
 # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
@@ -81,9 +81,7 @@ def test_probe_measures_the_busy_workers(prefork_server):
 
 
 def test_nothing_listening_means_no_figure():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     probe = TargetProbe(
         f"http://127.0.0.1:{port}", port, is_local=True, on_this_machine=False, exclude_pids=set()
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,9 @@ import pytest
 
 from loadtests.catalog import catalog_for, product_count
 from loadtests.routes import JOURNEYS, ROUTES
+from local_processes import free_port
 from tests.conftest import REPO
+from tests.loadtests.verdict import assert_ran_and_behaved, behaviour_failures
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def load_target(shop_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def run_loadtest(
-    run_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+    run_dir: Path, *args: str, env: dict[str, str] | None = None, timeout_seconds: float = 240
 ) -> tuple[int, str, dict[str, Any] | None]:
     environment = {
         k: v for k, v in os.environ.items() if k not in ("P95_MS", "P99_MS", "ERROR_RATIO")
@@ -43,7 +44,7 @@ def run_loadtest(
         env={**environment, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=timeout_seconds,
         check=False,
     )
     output = completed.stdout + completed.stderr
@@ -74,13 +75,13 @@ def test_test_data_matches_the_seeded_shop(load_target: str):
     assert listing["total"] >= 1
 
 
-def test_smoke_with_two_workers_passes_its_gates(load_target: str, tmp_path: Path):
+def test_smoke_with_two_workers_passes_every_gate_but_latency(load_target: str, tmp_path: Path):
     code, output, summary = run_loadtest(
         tmp_path, "--profile", "smoke", "--target", load_target, "--workers", "2"
     )
     assert summary is not None, output
-    assert code == 0, output
-    assert summary["passed"] and summary["failed_gates"] == []
+    assert_ran_and_behaved(code, output)
+    assert behaviour_failures(summary["failed_gates"]) == []
     assert summary["workers"] == 2 and summary["workers_seen"] == 2
     assert summary["overall"]["failures"] == 0
     exercised = {j for j, m in summary["journeys"].items() if m["requests"]}
@@ -94,7 +95,6 @@ def test_smoke_with_two_workers_passes_its_gates(load_target: str, tmp_path: Pat
         "overall.error_ratio",
         "throughput.hold",
     } <= gate_names
-    assert "RESULT: PASS" in output
 
 
 def _fraud_decisions(metrics_text: str) -> dict[str, float]:
@@ -122,7 +122,7 @@ def test_shoppers_answer_the_risk_checks_step_up_with_their_totp_code(
         tmp_path / "run", "--profile", "smoke", "--target", shop.url
     )
     assert summary is not None, output
-    assert code == 0, output
+    assert_ran_and_behaved(code, output)
     assert summary["overall"]["failures"] == 0
     decisions = _fraud_decisions(httpx.get(f"{shop.url}/metrics", timeout=10).text)
     assert decisions.get("challenge", 0) >= 1, decisions
@@ -194,9 +194,7 @@ def test_a_foreign_target_is_refused_before_any_request(tmp_path: Path):
 
 
 def test_a_target_that_is_down_is_refused_with_the_reason(tmp_path: Path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     code, output, summary = run_loadtest(tmp_path, "--target", f"http://127.0.0.1:{port}")
     assert code == 2
     assert "not ready for shoppers" in output and "Connection refused" in output

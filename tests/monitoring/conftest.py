@@ -11,35 +11,26 @@ file loaded.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-REPO_DIR = Path(__file__).resolve().parents[2]
-# monitoring/ is not one of the packages installed into the venv (pyproject lists app
-# and topology); its generators run from the repository root, and so do these tests.
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
-
-from monitoring_services import (  # noqa: E402
+from monitoring_services import (
     STARTUP_SECONDS,
     PostgresCluster,
     Service,
-    free_port,
     haproxy_config,
     start,
     wait_http,
     write_self_signed_pem,
 )
 
-from monitoring import MONITORING_DIR, RULES_DIR  # noqa: E402
-from monitoring.prometheus_config import PUBLIC_PROBE_PATH, render  # noqa: E402
+from local_processes import free_port
+from monitoring import MONITORING_DIR, RULES_DIR
+from monitoring.prometheus_config import PUBLIC_PROBE_PATH, render
 
 
 @dataclass

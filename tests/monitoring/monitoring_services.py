@@ -11,7 +11,6 @@ import datetime
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,20 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import local_processes
+
 STARTUP_SECONDS = 60.0
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -47,13 +41,7 @@ class Service:
         return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        local_processes.stop(self.process, timeout_seconds=15)
 
 
 def start(
@@ -65,35 +53,23 @@ def start(
     cwd: Path | None = None,
 ) -> Service:
     log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            list(argv),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-        )
+    process = local_processes.start(argv, cwd=cwd, env={**os.environ, **(env or {})}, output=log)
     return Service(name, process, log)
 
 
 def wait_http(service: Service, url: str, *, verify: str | bool = True) -> None:
     """Wait until `url` answers 200, or fail with the service's output."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    last_error = ""
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(
-                f"{service.name} exited with {service.process.returncode}:\n{service.output()}"
-            )
-        try:
-            response = httpx.get(url, timeout=2, verify=verify)
-            if response.status_code == 200:
-                return
-            last_error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as error:
-            last_error = str(error)
-        time.sleep(0.2)
-    raise RuntimeError(f"{service.name} did not answer {url} ({last_error}):\n{service.output()}")
+    try:
+        local_processes.wait_for_http(
+            url,
+            service.process,
+            timeout_seconds=STARTUP_SECONDS,
+            attempt_timeout_seconds=2,
+            ready=lambda response: response.status_code == 200,
+            verify=verify,
+        )
+    except local_processes.NotReady as error:
+        raise RuntimeError(f"{service.name}: {error}:\n{service.output()}") from None
 
 
 def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,12 @@ from monitoring_support import (
     rule_test_files,
 )
 
-from monitoring import DEFAULT_RUNBOOK_BASE_URL, slo_rules
+from monitoring import config as monitoring_config
+from monitoring import slo_rules
 
-RUNBOOK_URL_TEMPLATE = "{{ $externalLabels.runbook_base_url }}/%s.md"
+CONFIG = monitoring_config.default()
+# The runbook base the promtool unit tests give as the external label runbook_base_url.
+DEFAULT_RUNBOOK_BASE_URL = CONFIG.runbook_base_url
 
 # Every kind of alert issue 4 asks for, and the alerts that answer it.
 REQUIRED_ALERTS = {
@@ -95,7 +98,7 @@ def test_alert_carries_severity_team_and_annotations(rule: dict) -> None:
     annotations = rule["annotations"]
     assert set(annotations) >= {"summary", "description", "runbook_url"}
     assert "$value" in annotations["description"], "the description shows the live value"
-    assert annotations["runbook_url"] == RUNBOOK_URL_TEMPLATE % name
+    assert annotations["runbook_url"] == CONFIG.runbook_url(name)
     assert (RUNBOOKS_DIR / f"{name}.md").is_file(), f"runbooks/{name}.md is missing"
     assert rule.get("for"), "every alert waits a `for` before it fires"
 

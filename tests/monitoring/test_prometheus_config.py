@@ -18,6 +18,7 @@ from monitoring_support import (
 )
 
 import topology
+from monitoring import config as monitoring_config
 from monitoring import prometheus_config
 
 
@@ -58,6 +59,20 @@ def test_scrape_targets_come_from_the_topology(tmp_path: Path) -> None:
     assert jobs["shop"]["static_configs"], "the lab has app hosts to scrape"
 
 
+def test_scrape_schemes_come_from_the_topology(tmp_path: Path) -> None:
+    _, config = _rendered(tmp_path)
+    jobs = _jobs(config)
+    for job in topology.load().scrape_jobs:
+        assert jobs[job.job].get("scheme", "http") == job.scheme, job.job
+    assert jobs["shop"]["scheme"] == "https", "the app servers speak HTTPS only"
+    readiness = next(
+        r["replacement"]
+        for r in jobs["shop_readiness"]["relabel_configs"]
+        if r.get("target_label") == "__param_target"
+    )
+    assert readiness == "https://${1}/readyz"
+
+
 def test_app_targets_carry_their_zone(tmp_path: Path) -> None:
     _, config = _rendered(tmp_path)
     net = topology.load()
@@ -67,6 +82,13 @@ def test_app_targets_carry_their_zone(tmp_path: Path) -> None:
         seen = {group["targets"][0]: group.get("labels", {}).get("zone") for group in groups}
         assert seen == zones, job
     assert set(zones.values()) >= {"a", "b"}, "the lab spreads the app over two zones"
+
+
+def test_the_default_runbook_base_is_the_one_of_config_yml(tmp_path: Path) -> None:
+    _, config = _rendered(tmp_path)
+    assert config["global"]["external_labels"]["runbook_base_url"] == (
+        monitoring_config.default().runbook_base_url
+    )
 
 
 def test_alerting_probes_and_runbook_base_come_from_the_variables(tmp_path: Path) -> None:
@@ -126,3 +148,57 @@ def test_alerts_only_name_labels_the_config_or_exporters_provide() -> None:
     """`zone` on app targets is the only label the config adds; alerts grouping by it exist."""
     zone_alerts = [r["alert"] for r in alerting_rules() if "zone" in r["expr"]]
     assert zone_alerts == ["ZoneDown"]
+
+
+def _web_clients(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """How Prometheus reaches its own and Alertmanager's web server, in the three places."""
+    jobs = _jobs(config)
+    return {
+        "prometheus job": jobs["prometheus"],
+        "alertmanager job": jobs["alertmanager"],
+        "alerting": config["alerting"]["alertmanagers"][0],
+    }
+
+
+def test_without_web_variables_prometheus_reaches_itself_and_alertmanager_in_plain_http(
+    tmp_path: Path,
+) -> None:
+    """The local stacks of these tests run without TLS or auth."""
+    _, config = _rendered(tmp_path)
+    for where, client in _web_clients(config).items():
+        assert client.get("scheme", "http") == "http", where
+        assert "tls_config" not in client and "basic_auth" not in client, where
+
+
+def test_with_web_variables_prometheus_uses_https_and_logs_in_from_a_file(tmp_path: Path) -> None:
+    ca_file, password_file = tmp_path / "ca.crt", tmp_path / "password"
+    ca_file.write_text("", encoding="utf-8")
+    password_file.write_text("not read by promtool\n", encoding="utf-8")
+    path, config = _rendered(
+        tmp_path,
+        web_ca_file=str(ca_file),
+        web_username="operator",
+        web_password_file=str(password_file),
+    )
+    for where, client in _web_clients(config).items():
+        assert client["scheme"] == "https", where
+        assert client["tls_config"] == {"ca_file": str(ca_file)}, where
+        # the password stays in its file: never in prometheus.yml
+        assert client["basic_auth"] == {
+            "username": "operator",
+            "password_file": str(password_file),
+        }, where
+    # the topology's jobs and the probes are not touched
+    assert "basic_auth" not in _jobs(config)["shop"]
+    assert "scheme" not in _jobs(config)["blackbox"]
+    result = run(["promtool", "check", "config", "--syntax-only", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_basic_auth_needs_tls_and_a_password_file() -> None:
+    variables = {**prometheus_config.lab_variables(), "web_username": "operator"}
+    with pytest.raises(ValueError, match="web_password_file, web_ca_file"):
+        prometheus_config.render(variables)
+    variables["web_password_file"] = "/etc/prometheus/web/password"
+    with pytest.raises(ValueError, match="web_ca_file"):
+        prometheus_config.render(variables)

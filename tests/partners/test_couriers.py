@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI, Request
 from partners_support import WEBHOOK_SECRET, Sandbox, fast_settings, metric
 
+from app.api.webhooks import verified_json
 from app.partners.couriers import (
     CourierUnavailable,
     HttpCourierGateway,
@@ -20,7 +21,6 @@ from app.partners.couriers import (
     tracking_update_from_webhook,
 )
 from app.partners.interfaces import CustomsItem, Parcel
-from app.partners.webhooks import verified_json
 from app.sandbox.couriers import create_app
 from app.sandbox.serving import serving
 

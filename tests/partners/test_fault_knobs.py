@@ -163,7 +163,8 @@ async def test_timeout_rate_shows_as_timeouts_on_both_sides(lab: Lab):
     shop_before = attempts("card-primary", "timeout")
     gateway = build_payment_gateway(lab.partner_settings(payment_timeout_seconds=0.2))
     try:
-        assert (await gateway.charge(charge())).status == PaymentStatus.ERROR
+        # It may have charged and cannot be asked (its circuit is open by now): unknown.
+        assert (await gateway.charge(charge())).status == PaymentStatus.UNKNOWN
     finally:
         await gateway.aclose()
     assert sandbox_count("card-primary", "timeout") == sandbox_before + 3

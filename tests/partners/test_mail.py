@@ -280,7 +280,7 @@ async def test_outbox_survives_a_worker_restart_with_nothing_lost_or_sent_twice(
     stopping = StopAfter(transport_for(smtp_sink), n=4)
     first = worker_for(store, stopping, clock)  # type: ignore[arg-type]
     stopping.worker = first
-    await first.run()  # returns after the 4th message: the rest are handed back
+    await first.run()  # returns after the 4th message: the rest were never leased
     assert len(smtp_sink.messages) == 4
     pending = [e for e in store.entries if e.state == OutboxState.PENDING]
     assert len(pending) == 6 and all(e.lease_owner is None for e in pending)

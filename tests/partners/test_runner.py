@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import smtplib
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,41 +11,35 @@ import httpx
 import pytest
 
 from app.sandbox import knobs
+from local_processes import NotReady, free_port, start, stop, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
 def running_sandboxes(tmp_path: Path) -> Iterator[dict[str, int]]:
     ports = {name: free_port() for name in ("payments", "couriers", "smtp", "admin")}
-    proc = subprocess.Popen(
+    proc = start(
         [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--log-level", "warning",
          "--maildir", str(tmp_path / "maildir"),
          *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port)))],
         cwd=REPO,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{ports['admin']}/healthz", timeout=1).is_success:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("python -m app.sandbox did not come up")
-        time.sleep(0.1)
+    try:
+        wait_for_http(
+            f"http://127.0.0.1:{ports['admin']}/healthz",
+            proc,
+            timeout_seconds=30,
+            interval_seconds=0.1,
+            ready=lambda response: response.is_success,
+        )
+    except NotReady as exc:
+        stop(proc, timeout_seconds=0)
+        raise RuntimeError(f"python -m app.sandbox did not come up: {exc}") from None
     try:
         yield {**ports, "maildir": tmp_path / "maildir"}  # type: ignore[dict-item]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert stop(proc, timeout_seconds=20) == 0  # SIGTERM: a clean exit within 20 s
 
 
 def test_one_command_runs_every_sandbox_on_the_given_ports(running_sandboxes: dict):

@@ -28,7 +28,12 @@ import pytest
 
 from app.partners.webhooks import SIGNATURE_HEADER, sign
 from tests.app.client import ADDRESS, ShopClient
-from tests.conftest import PartnerSandboxes, PostgresServer, ShopServer, start_partner_sandboxes
+from tests.conftest import (
+    PartnerSandboxes,
+    ShopServer,
+    database_for,
+    start_partner_sandboxes,
+)
 
 BLOCK_FROM_MINOR = 100_000  # a new account's order of 1000.00 or more is blocked
 FRAUD_ENV = {
@@ -53,11 +58,7 @@ def stack(
 ) -> Iterator[Stack]:
     sandboxes = start_partner_sandboxes()
     try:
-        if request.param == "sqlite":
-            database_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('journey') / 'shop.db'}"
-        else:
-            postgres: PostgresServer = request.getfixturevalue("postgres_server")
-            database_url = postgres.create_database()
+        database_url = database_for(request.param, request, tmp_path_factory.mktemp("journey"))
         shop = shop_factory(
             database_url,
             payments_url=sandboxes.payments_url,
@@ -116,7 +117,7 @@ async def enrolled_customer(client: ShopClient) -> tuple[str, str, pyotp.TOTP]:
     """(email, access token, TOTP) of a new customer with TOTP enrolled (current code used)."""
     email = await client.register()
     token = await client.login(email)
-    enrol = await client.http.post("/api/account/mfa/totp", headers=client.auth(token))
+    enrol = await client.start_totp(token, PASSWORD)
     assert enrol.status_code == 200, enrol.text
     totp = pyotp.TOTP(enrol.json()["secret"])
     verified = await client.http.post(

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.partners.db import PartnersBase
+from app.db.base import Base
 from app.partners.fraud import RiskDecision, RiskEngine, RiskRequest
 from app.partners.fraud.sql import SqlRiskHistory
 from app.partners.interfaces import MailMessage
@@ -52,7 +52,7 @@ async def engine_factory(
 
     first = factory()
     async with first.begin() as conn:
-        await conn.run_sync(PartnersBase.metadata.create_all)
+        await conn.run_sync(Base.metadata.create_all)
     yield factory
     for engine in engines:
         await engine.dispose()

@@ -13,11 +13,11 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from partners_support import WEBHOOK_SECRET, Sandbox
 
+from app.api.webhooks import verified_json
 from app.partners.webhooks import (
     SIGNATURE_HEADER,
     WebhookVerificationError,
     sign,
-    verified_json,
     verify,
 )
 from app.sandbox.serving import serving

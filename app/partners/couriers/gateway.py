@@ -5,23 +5,62 @@ Quotes are asked of all couriers at once; a courier that fails is left out
 A shipment is created once per order: the order reference is the
 idempotency key, so a retried "packed" transition never buys two labels.
 Export parcels carry a customs declaration built from the parcel's items.
+Every request keeps to the caller's deadline (app/partners/deadline.py).
+A courier that answers 429 is not asked again (by this process) before its Retry-After
+(seconds or an HTTP date; 1 s when absent, at most 5 minutes); meanwhile it is left
+out of quotes and counted in `shop_courier_rate_limited_total` (the 429 answers, and
+the calls skipped for it); a rate limit is neither retried nor counted by the breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
-from app.partners import metrics
+from app.partners import deadline, metrics
 from app.partners.interfaces import Parcel, Shipment, ShippingQuote, TrackingEvent
-from app.partners.resilience import CircuitOpen, ProviderFailure, ResilientCaller
-from app.partners.settings import PartnersSettings
+from app.partners.resilience import (
+    DEADLINE,
+    CircuitOpen,
+    ProviderFailure,
+    ProviderRateLimited,
+    ResilientCaller,
+    request_timeout,
+)
+from app.partners.settings import PartnersSettings, tls_verification
 
 log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+COURIER_RATE_LIMITED = Counter(
+    "shop_courier_rate_limited_total",
+    "Courier calls refused by the courier's rate limit (429), or skipped until its Retry-After.",
+    ["courier", "outcome"],  # outcome: refused (the courier answered 429) or skipped
+)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float:
+    """Seconds a Retry-After header asks to wait (delta-seconds or HTTP-date), bounded."""
+    seconds = DEFAULT_RETRY_AFTER_SECONDS
+    if value:
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+                seconds = (when - (now or datetime.now(UTC))).total_seconds()
+            except (TypeError, ValueError):
+                seconds = DEFAULT_RETRY_AFTER_SECONDS
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 class CourierUnavailable(Exception):
@@ -80,26 +119,49 @@ class HttpCourierGateway:
         self._couriers = couriers
         self._client = client
         self._caller = caller
+        self._not_before: dict[str, float] = {}  # courier -> monotonic time it may be asked
         metrics.declare_shipment_series(couriers)
+        for courier in couriers:
+            for outcome in ("refused", "skipped"):
+                COURIER_RATE_LIMITED.labels(courier=courier, outcome=outcome)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _send(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; 5xx, 429, timeouts and network errors raise ProviderFailure (retried)."""
+        """One request; 5xx, timeouts and network errors raise ProviderFailure (retried),
+        429 ProviderRateLimited (not retried; the courier is left alone until Retry-After).
+
+        Its timeouts are cut to what the deadline leaves (app/partners/deadline.py).
+        """
         url = f"{self._base_url}/{courier}{path}"
         try:
-            response = await self._client.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderFailure(courier, "timeout", f"no answer in time ({exc!r})") from exc
+            async with deadline.hard_stop():
+                response = await self._client.request(
+                    method, url, timeout=request_timeout(self._client.timeout), **kwargs
+                )
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            kind = DEADLINE if deadline.spent() else "timeout"
+            raise ProviderFailure(courier, kind, f"no answer in time ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise ProviderFailure(courier, "error", f"unreachable ({exc!r})") from exc
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            self._not_before[courier] = max(
+                self._not_before.get(courier, 0.0), time.monotonic() + wait
+            )
+            COURIER_RATE_LIMITED.labels(courier=courier, outcome="refused").inc()
+            raise ProviderRateLimited(courier, wait, f"rate limited (429), retry after {wait:g}s")
+        if response.status_code >= 500:
             kind = "timeout" if response.status_code == 504 else "error"
             raise ProviderFailure(courier, kind, f"HTTP {response.status_code}")
         return response
 
     async def _call(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        wait = self._not_before.get(courier, 0.0) - time.monotonic()
+        if wait > 0:  # the courier asked us to come back later: it is not called
+            COURIER_RATE_LIMITED.labels(courier=courier, outcome="skipped").inc()
+            raise ProviderRateLimited(courier, wait, f"rate limited, {wait:.3f}s left")
         return await self._caller.call(courier, lambda: self._send(courier, method, path, **kwargs))
 
     # --- quotes -------------------------------------------------------------
@@ -229,6 +291,9 @@ def build_courier_gateway(settings: PartnersSettings) -> HttpCourierGateway:
     return HttpCourierGateway(
         base_url=settings.couriers_base_url,
         couriers=list(settings.couriers),
-        client=httpx.AsyncClient(timeout=httpx.Timeout(settings.courier_timeout_seconds)),
+        client=httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.courier_timeout_seconds),
+            verify=tls_verification(settings),
+        ),
         caller=caller,
     )

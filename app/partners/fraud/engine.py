@@ -18,51 +18,13 @@ import logging
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 from app.partners import metrics
+from app.partners.interfaces import RiskAssessment, RiskDecision, RiskRequest, RuleHit
 from app.partners.settings import FraudSettings
 
 log = logging.getLogger(__name__)
-
-
-class RiskDecision(StrEnum):
-    ALLOW = "allow"
-    CHALLENGE = "challenge"  # ask for the customer's TOTP step-up, then proceed
-    BLOCK = "block"
-
-
-@dataclass(frozen=True)
-class RiskRequest:
-    customer_reference: str
-    account_created_at: datetime
-    amount_minor: int
-    currency: str
-    payment_token: str
-    ip_address: str
-    billing_country: str
-    shipping_country: str
-    order_reference: str = ""
-
-
-@dataclass(frozen=True)
-class RuleHit:
-    rule: str
-    points: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class RiskAssessment:
-    decision: RiskDecision
-    score: int
-    reasons: tuple[RuleHit, ...]
-    assessed_at: datetime
-
-    @property
-    def reason_codes(self) -> list[str]:
-        return [hit.rule for hit in self.reasons]
 
 
 @dataclass(frozen=True)
@@ -108,7 +70,7 @@ def token_fingerprint(token: str) -> str:
 
 @dataclass
 class InMemoryRiskHistory:
-    """RiskHistory in one process's memory (tests; phase 2 backs it with SQL)."""
+    """RiskHistory in one process's memory (tests); the shop uses `SqlRiskHistory`."""
 
     records: list[HistoryRecord] = field(default_factory=list)
 
@@ -154,6 +116,8 @@ class InMemoryRiskHistory:
 
 
 class RiskEngine:
+    """The shop's RiskAssessor: rules over the request and the shared history."""
+
     def __init__(self, settings: FraudSettings, history: RiskHistory) -> None:
         if settings.challenge_score >= settings.block_score:
             raise ValueError("challenge_score must be below block_score")
@@ -177,7 +141,7 @@ class RiskEngine:
             decision = RiskDecision.CHALLENGE
         else:
             decision = RiskDecision.ALLOW
-        assessment = RiskAssessment(decision, score, tuple(hits), at)
+        assessment = RiskAssessment(decision, score, tuple(hits))
         await self._history.record(
             HistoryRecord(
                 customer_reference=request.customer_reference,

@@ -12,11 +12,12 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, case, cast, fun
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.partners.db import PartnersBase, UTCDateTime
+from app.db.base import Base
+from app.db.types import UTCDateTime
 from app.partners.fraud.engine import HistoryRecord, RiskDecision
 
 
-class RiskAssessmentRow(PartnersBase):
+class RiskAssessmentRow(Base):
     __tablename__ = "risk_assessments"
     __table_args__ = (
         Index("ix_risk_assessments_customer", "customer_reference", "assessed_at"),

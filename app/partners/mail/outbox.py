@@ -2,13 +2,15 @@
 
 Semantics:
 - never lost: a message is written to the store (in the same transaction as
-  the order change, in phase 2) before anyone tries to send it, and leaves the
+  the order change) before anyone tries to send it, and leaves the
   "pending" state only as "sent" or, after `max_attempts` failures or a
   permanent SMTP refusal, as "dead" (kept, visible, re-queueable; never dropped);
-- never sent twice: a worker leases the messages it works on; a second
-  worker does not see a leased message, and a lease held by a worker that died
+- never sent twice: a worker leases one message at a time, just before it
+  sends it, for `lease_seconds` (longer than one SMTP dialogue can take), so
+  no lease runs out while its message waits behind others; a second worker
+  does not see a leased message, and a lease held by a worker that died
   expires so another picks the message up. A stopping worker finishes the
-  message in hand and hands its other leases back. Each message carries a
+  message in hand (it holds no other lease). Each message carries a
   Message-ID fixed at enqueue time, so even the one unavoidable gap (a crash
   after the server said 250 but before "sent" was written) repeats the same
   Message-ID, which receivers deduplicate;
@@ -96,7 +98,7 @@ def message_id_for(entry_id: int, dedupe_key: str, domain: str) -> str:
 
 
 class InMemoryOutboxStore:
-    """The OutboxStore protocol in one process's memory (tests; a lab without a database)."""
+    """The OutboxStore protocol in one process's memory (tests)."""
 
     def __init__(self, *, message_id_domain: str = "shop.example") -> None:
         self._entries: dict[int, OutboxEntry] = {}

@@ -1,8 +1,8 @@
 """The deliverability guard: a daily cap and a per-minute rate on sent mail.
 
 The window arithmetic is pure (`windows_at`); the counting goes through a
-`QuotaStore`, so that every worker process shares one count (phase 2 backs it
-with the database; `InMemoryQuotaStore` serves tests and single processes).
+`QuotaStore`, so that every worker process shares one count (`SqlQuotaStore`
+in the shop; `InMemoryQuotaStore` serves tests).
 A message that does not fit is not sent: the caller holds it until
 `QuotaDecision.retry_at`, the moment the closed window reopens.
 """
@@ -107,7 +107,7 @@ class SendingQuota:
 
 
 class InMemoryQuotaStore:
-    """One process's counts (tests, and a single worker without a database)."""
+    """One process's counts (tests)."""
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}

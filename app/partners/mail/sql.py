@@ -37,13 +37,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.partners.db import PartnersBase, UTCDateTime
+from app.db.base import Base
+from app.db.types import UTCDateTime
 from app.partners.interfaces import MailMessage
 from app.partners.mail.outbox import Backlog, LeaseLost, OutboxEntry, OutboxState, message_id_for
 from app.partners.mail.quota import Window
 
 
-class OutboxRow(PartnersBase):
+class OutboxRow(Base):
     __tablename__ = "mail_outbox"
     __table_args__ = (
         CheckConstraint("state IN ('pending', 'sent', 'dead')", name="state"),
@@ -96,7 +97,7 @@ class OutboxRow(PartnersBase):
         )
 
 
-class QuotaRow(PartnersBase):
+class QuotaRow(Base):
     __tablename__ = "mail_quota"
 
     window_key: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -114,8 +115,8 @@ class _WindowFull(Exception):
 
 
 class SqlOutboxStore:
-    """OutboxStore on SQL. `enqueue_in` writes inside a caller's transaction (phase 2:
-    the order change and its confirmation mail commit together)."""
+    """OutboxStore on SQL. `enqueue_in` writes inside a caller's transaction (the order
+    change and its confirmation mail commit together)."""
 
     def __init__(self, sessions: Sessions, *, message_id_domain: str = "shop.example") -> None:
         self._sessions = sessions

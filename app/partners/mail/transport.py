@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
 from app.partners.interfaces import MailMessage
-from app.partners.settings import PartnersSettings
+from app.partners.settings import PartnersSettings, tls_verification
 
 
 class MailDeliveryError(Exception):
@@ -45,6 +46,7 @@ class SmtpMailTransport:
         password: str | None = None,
         starttls: bool = False,
         timeout_seconds: float = 10.0,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -53,6 +55,7 @@ class SmtpMailTransport:
         self._password = password
         self._starttls = starttls
         self._timeout = timeout_seconds
+        self._tls_context = tls_context
 
     async def send(self, message: MailMessage) -> None:
         email = build_email(message, self.sender)
@@ -64,6 +67,7 @@ class SmtpMailTransport:
                 username=self._username,
                 password=self._password,
                 start_tls=self._starttls,
+                tls_context=self._tls_context if self._starttls else None,
                 timeout=self._timeout,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -86,4 +90,5 @@ def build_mail_transport(settings: PartnersSettings) -> SmtpMailTransport:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         starttls=settings.smtp_starttls,
         timeout_seconds=settings.smtp_timeout_seconds,
+        tls_context=tls_verification(settings),
     )

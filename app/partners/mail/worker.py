@@ -62,7 +62,7 @@ class OutboxWorker:
         return timedelta(seconds=min(self._backoff_max, seconds))
 
     def stop(self) -> None:
-        """Finish the message in hand, hand the other leases back, then return from run()."""
+        """Finish the message in hand, then return from run() (no other message is leased)."""
         self._stopping.set()
 
     async def run(self) -> None:
@@ -73,34 +73,28 @@ class OutboxWorker:
                     await asyncio.wait_for(self._stopping.wait(), self._poll_seconds)
 
     async def run_once(self) -> int:
-        """Process one batch of due messages; returns how many were handled."""
-        now = self._clock()
-        batch = await self._store.claim_due(
-            now=now, limit=self._batch_size, lease_seconds=self._lease_seconds, owner=self.owner
-        )
+        """Process up to `batch_size` due messages; returns how many were handled.
+
+        Each message is leased on its own, just before it is sent, so its lease only
+        has to outlast one SMTP dialogue. A lease taken for a whole batch would run
+        out for the messages still waiting their turn behind a slow relay, and
+        another worker would send them as well.
+        """
         handled = 0
-        for position, entry in enumerate(batch):
-            if self._stopping.is_set():
-                await self._hand_back(batch[position:])
+        while handled < self._batch_size and not self._stopping.is_set():
+            claimed = await self._store.claim_due(
+                now=self._clock(), limit=1, lease_seconds=self._lease_seconds, owner=self.owner
+            )
+            if not claimed:
                 break
-            try:
-                await self._process(entry)
-            except LeaseLost as exc:
-                log.warning("outbox %s: %s", entry.id, exc)
-            handled += 1
+            for entry in claimed:
+                try:
+                    await self._process(entry)
+                except LeaseLost as exc:
+                    log.warning("outbox %s: %s", entry.id, exc)
+                handled += 1
         await self.export_gauges()
         return handled
-
-    async def _hand_back(self, entries: list[OutboxEntry]) -> None:
-        for entry in entries:
-            with contextlib.suppress(LeaseLost):
-                await self._store.reschedule(
-                    entry.id,
-                    owner=self.owner,
-                    next_attempt_at=entry.next_attempt_at,
-                    error=None,
-                    count_attempt=False,
-                )
 
     async def _process(self, entry: OutboxEntry) -> None:
         now = self._clock()
@@ -191,7 +185,7 @@ def build_outbox_worker(
     transport: MailTransport | None = None,
     clock: Clock = utcnow,
 ) -> OutboxWorker:
-    """The worker as configured; phase 2 passes the SQL stores."""
+    """The worker as configured, over the given stores (the shop passes the SQL ones)."""
     quota = SendingQuota(
         quota_store,
         daily_cap=settings.mail_daily_cap,

@@ -1,6 +1,7 @@
 """`python -m app.sandbox.payments --host H --port P [--webhook-url URL]`
 
-The webhook secret comes from SANDBOX_PAYMENTS_WEBHOOK_SECRET (random if unset).
+The webhook secret comes from SANDBOX_PAYMENTS_WEBHOOK_SECRET (random if unset), the
+API key it requires from SANDBOX_PAYMENTS_API_KEY (none required if unset).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
         app = create_app(
             webhook_secret=settings.payments_webhook_secret.get_secret_value(),
             webhook_url=settings.payments_webhook_url,
+            api_key=settings.payments_key(),
         )
         server = await start_server(app, settings.host, settings.payments_port)
         log.info("payments sandbox on %s", server.url)

@@ -1,21 +1,25 @@
 """The payment providers' HTTP API (one app, one path prefix per provider).
 
 POST /{provider}/v1/charges        Idempotency-Key header; 201 succeeded, 402 declined
-GET  /{provider}/v1/charges        ?order_reference=... (what the provider holds)
+GET  /{provider}/v1/charges        ?order_reference=...&idempotency_key=... (what it holds)
 GET  /{provider}/v1/charges/{id}
 POST /{provider}/v1/refunds        Idempotency-Key header; 201
-GET|PUT|DELETE /admin/faults[/{provider}]   fault knobs (decline_rate included)
+GET|PUT|DELETE /admin/faults[/{provider}]   fault knobs (decline_rate, capture_timeout_rate)
 GET|PUT /admin/webhooks            webhook target and deliveries
 GET /metrics, GET /healthz
+
+With an API key, every /{provider}/v1 call needs `Authorization: Bearer <key>`
+(401 otherwise, as a provider answers); admin and health routes need none.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +65,7 @@ def create_app(
     webhook_secret: str = "",
     webhook_url: str | None = None,
     faults: FaultBoard | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """An ASGI app hosting `providers`; serve it with uvicorn."""
     board = faults or FaultBoard(providers, declining_services=providers)
@@ -79,6 +84,17 @@ def create_app(
     app.state.webhooks = webhooks
     app.include_router(webhook_admin_router(webhooks))
 
+    async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if api_key is None:
+            return
+        expected = f"Bearer {api_key}".encode()
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+            raise HTTPException(  # counted as rejected by sandbox_app's handler
+                401, "invalid API key", headers={"WWW-Authenticate": 'Bearer realm="payments"'}
+            )
+
+    api = APIRouter(dependencies=[Depends(authorised)])
+
     def book(provider: str) -> ProviderBook:
         if provider not in books:
             raise HTTPException(404, f"unknown provider {provider!r}; known: {list(books)}")
@@ -88,7 +104,7 @@ def create_app(
         metrics.record(provider, Outcome.REJECTED)
         return JSONResponse(error_body("idempotency_conflict", str(exc)), 409)
 
-    @app.post("/{provider}/v1/charges")
+    @api.post("/{provider}/v1/charges")
     async def charge(
         provider: str, body: ChargeBody, idempotency_key: IdempotencyKey
     ) -> JSONResponse:
@@ -104,42 +120,49 @@ def create_app(
                 replay = ledger.remembered(idempotency_key, request_fp)
             except IdempotencyConflict as exc:
                 return conflict(provider, exc)
-            if replay is not None:
+            if replay is None:
+                decline_code = DECLINE_TOKENS.get(body.token)
+                if decline_code is None and board.should_decline(provider):
+                    decline_code = INJECTED_DECLINE_CODE
+                new_charge = ledger.add_charge(
+                    key=idempotency_key,
+                    amount_minor=body.amount_minor,
+                    currency=body.currency,
+                    order_reference=body.order_reference,
+                    customer_reference=body.customer_reference,
+                    token=body.token,
+                    decline_code=decline_code,
+                )
+                status_code = 402 if decline_code else 201
+                answer = new_charge.public()
+                ledger.remember(idempotency_key, request_fp, status_code, answer)
+            else:
                 status_code, answer = replay
-                metrics.record(provider, Outcome.OK if status_code < 300 else Outcome.DECLINED)
-                return JSONResponse(answer, status_code, headers={"Idempotent-Replayed": "true"})
-            decline_code = DECLINE_TOKENS.get(body.token)
-            if decline_code is None and board.should_decline(provider):
-                decline_code = INJECTED_DECLINE_CODE
-            new_charge = ledger.add_charge(
-                key=idempotency_key,
-                amount_minor=body.amount_minor,
-                currency=body.currency,
-                order_reference=body.order_reference,
-                customer_reference=body.customer_reference,
-                token=body.token,
-                decline_code=decline_code,
-            )
-            status_code = 402 if decline_code else 201
-            answer = new_charge.public()
-            ledger.remember(idempotency_key, request_fp, status_code, answer)
-        metrics.record(provider, Outcome.DECLINED if decline_code else Outcome.OK)
-        webhooks.emit("charge.failed" if decline_code else "charge.succeeded", answer)
-        return JSONResponse(answer, status_code)
+        if replay is None:
+            webhooks.emit("charge.failed" if status_code == 402 else "charge.succeeded", answer)
+        # Booked (or replayed) and only now may the answer be lost: capture_timeout_rate.
+        await board.inject_after_capture(provider)
+        metrics.record(provider, Outcome.OK if status_code < 300 else Outcome.DECLINED)
+        headers = {"Idempotent-Replayed": "true"} if replay is not None else None
+        return JSONResponse(answer, status_code, headers=headers)
 
-    @app.get("/{provider}/v1/charges")
-    async def list_charges(provider: str, order_reference: str | None = None) -> dict[str, Any]:
+    @api.get("/{provider}/v1/charges")
+    async def list_charges(
+        provider: str, order_reference: str | None = None, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """The provider's charges, filtered; by idempotency key: at most one (empty: absent)."""
         ledger = book(provider)
         await board.inject(provider)
         items = [
             c.public()
             for c in ledger.charges.values()
-            if order_reference is None or c.order_reference == order_reference
+            if order_reference in (None, c.order_reference)
+            and idempotency_key in (None, c.idempotency_key)
         ]
         metrics.record(provider, Outcome.OK)
         return {"items": items}
 
-    @app.get("/{provider}/v1/charges/{charge_id}")
+    @api.get("/{provider}/v1/charges/{charge_id}")
     async def get_charge(provider: str, charge_id: str) -> dict[str, Any]:
         ledger = book(provider)
         await board.inject(provider)
@@ -148,7 +171,7 @@ def create_app(
         metrics.record(provider, Outcome.OK)
         return ledger.charges[charge_id].public()
 
-    @app.post("/{provider}/v1/refunds")
+    @api.post("/{provider}/v1/refunds")
     async def refund(
         provider: str, body: RefundBody, idempotency_key: IdempotencyKey
     ) -> JSONResponse:
@@ -177,4 +200,5 @@ def create_app(
         webhooks.emit("charge.refunded", {**answer, "charge": original.public()})
         return JSONResponse(answer, 201)
 
+    app.include_router(api)
     return app

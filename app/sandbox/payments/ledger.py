@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.partners.payments.pci import looks_like_card_number
+from app.sandbox.payments.card_data import contains_card_number
 
 # Test tokens with a fixed answer, in the spirit of the card networks' test cards.
 DECLINE_TOKENS: dict[str, str] = {
@@ -46,7 +46,7 @@ class RawCardData(ValueError):
 
 
 def check_token(token: str) -> None:
-    if looks_like_card_number(token):
+    if contains_card_number(token):
         raise RawCardData("raw card numbers are not accepted; send a payment token")
     if not TOKEN_PATTERN.fullmatch(token):
         raise ValueError("token must be 3-128 letters, digits, '_' or '-', starting with a letter")

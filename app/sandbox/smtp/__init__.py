@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,16 @@ class SmtpSandbox:
     handler: SinkHandler
     admin_app: FastAPI
 
-    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
-        return await start_smtp_server(self.handler, host, port)
+    async def listen(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls_context: ssl.SSLContext | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> asyncio.Server:
+        return await start_smtp_server(
+            self.handler, host, port, tls_context=tls_context, login=login
+        )
 
 
 def create_smtp_sandbox(

@@ -5,20 +5,23 @@ It stands in for the mail provider: the shop's outbox delivers to it over real
 SMTP. Its fault knobs (service "smtp") act on each message at the DATA stage:
 outage answers 421, error 451 (both temporary, so the sender retries), a
 timeout holds the answer back for `timeout_ms`, latency slows every message.
+With a login, mail is taken only after AUTH (PLAIN or LOGIN, over TLS only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import mailbox
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from app.sandbox import metrics
 from app.sandbox.faults import FaultBoard, FaultTriggered
@@ -115,10 +118,39 @@ class SinkHandler:
         return "250 2.0.0 Message accepted for delivery"
 
 
+class LoginChecker:
+    """aiosmtpd authenticator: one username and password, compared in constant time."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._expected = (username.encode(), password.encode())
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login_ok = hmac.compare_digest(auth_data.login, self._expected[0])
+        password_ok = hmac.compare_digest(auth_data.password, self._expected[1])
+        if login_ok and password_ok:
+            return AuthResult(success=True, auth_data=auth_data)
+        # handled=False: aiosmtpd answers 535 itself (True would leave the client waiting)
+        return AuthResult(success=False, handled=False)
+
+
 async def start_smtp_server(
-    handler: SinkHandler, host: str = "127.0.0.1", port: int = 0
+    handler: SinkHandler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    tls_context: ssl.SSLContext | None = None,
+    login: tuple[str, str] | None = None,
 ) -> asyncio.Server:
-    """Listen for SMTP in the running loop; `server.sockets[0].getsockname()[1]` is the port."""
+    """Listen for SMTP in the running loop; `server.sockets[0].getsockname()[1]` is the port.
+
+    With `tls_context`, STARTTLS is offered and required before mail is accepted; with
+    `login` (username, password), AUTH is required too."""
+    if login is not None and tls_context is None:
+        raise ValueError("an SMTP login is only taken over TLS: give tls_context too")
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: SMTP(
@@ -127,6 +159,10 @@ async def start_smtp_server(
             ident="shop sandbox SMTP sink",
             data_size_limit=10 * 1024 * 1024,
             enable_SMTPUTF8=True,
+            tls_context=tls_context,
+            require_starttls=tls_context is not None,
+            authenticator=LoginChecker(*login) if login else None,
+            auth_required=login is not None,
             loop=loop,
         ),
         host=host,

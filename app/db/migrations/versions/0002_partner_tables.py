@@ -1,6 +1,6 @@
 """partner tables: mail outbox, sending quota, risk history
 
-The tables of app/partners (their own `PartnersBase` metadata): `mail_outbox`
+The tables of app/partners (registered on the one `app.db.base.Base`): `mail_outbox`
 and `mail_quota` (app/partners/mail/sql.py), `risk_assessments`
 (app/partners/fraud/sql.py).
 

@@ -30,6 +30,9 @@ while [ "$minor" -le "$(echo "$target_glibc" | cut -d. -f2)" ]; do
   minor=$((minor + 1))
 done
 pip="$python -m pip --disable-pip-version-check --quiet"
+# setuptools builds in the tree and reuses build/lib: a module deleted from the
+# source would live on in every later wheel, so start from an empty build dir.
+rm -rf "$source_dir/build"
 $pip wheel --no-deps --wheel-dir "$work/wheels" "$source_dir"
 # shellcheck disable=SC2086 # $platforms is a list of flags
 $pip download --no-deps --only-binary=:all: \

@@ -1,17 +1,15 @@
-"""The declarative base of the partners' tables (outbox, quota, risk history).
+"""Column types and conventions shared by every table of the shop and its partners.
 
-Kept apart from the shop core's metadata so that this package stands alone
-(same naming convention). The shop's Alembic migrations create these tables
-(revision 0002; `app.db.models.SCHEMA_METADATA` lists both metadatas).
+One naming convention (so Alembic names constraints the same on SQLite and
+PostgreSQL), one aware-UTC datetime type and one clock for defaults.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -22,12 +20,12 @@ NAMING = {
 }
 
 
-class PartnersBase(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite stores no zone)."""
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

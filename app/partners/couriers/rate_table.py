@@ -1,9 +1,11 @@
 """The shop's own shipping rate table: a CourierGateway that quotes from a per-zone table.
 
 Many export shops quote this way (a published tariff by destination zone and
-weight step) and buy labels separately. It is the default courier until a
-courier API integration (app/partners) is configured. Shipments it creates get
-a shop-issued tracking number; it has no carrier tracking feed.
+weight step) and buy labels separately. The shop uses the courier APIs
+(`COURIER_BACKEND=partners`, the default); this table is the explicit fallback
+(`COURIER_BACKEND=rate_table`) when no courier API is reachable or contracted.
+Shipments it creates get a shop-issued tracking number; it has no carrier
+tracking feed.
 """
 
 from __future__ import annotations
