@@ -193,26 +193,17 @@ async def test_the_sandbox_smtp_takes_no_mail_without_the_login(
     message["From"], message["To"], message["Subject"] = "a@shop.test", "b@shop.test", "x"
     message.set_content("no login")
     tls = ssl.create_default_context(cafile=str(tls_sandboxes.ca_file))
-    port = tls_sandboxes.smtp_port
-    with pytest.raises(aiosmtplib.SMTPException, match=r"(?i)auth"):
-        await aiosmtplib.send(message, hostname="127.0.0.1", port=port, tls_context=tls)
-    with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+
+    async def send(**login: str) -> None:
         await aiosmtplib.send(
-            message,
-            hostname="127.0.0.1",
-            port=port,
-            tls_context=tls,
-            username=username,
-            password=password + "x",
+            message, hostname="127.0.0.1", port=tls_sandboxes.smtp_port, tls_context=tls, **login
         )
-    await aiosmtplib.send(
-        message,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=tls,
-        username=username,
-        password=password,
-    )
+
+    with pytest.raises(aiosmtplib.SMTPException, match=r"(?i)auth"):
+        await send()
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+        await send(username=username, password=password + "x")
+    await send(username=username, password=password)
 
 
 def test_production_refuses_partners_in_clear_or_without_credentials(

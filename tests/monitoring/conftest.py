@@ -22,6 +22,7 @@ from monitoring_services import (
     STARTUP_SECONDS,
     PostgresCluster,
     Service,
+    alertmanager_argv,
     haproxy_config,
     start,
     wait_http,
@@ -151,17 +152,7 @@ def monitored_stack(
 
         # --- the mgmt tier --------------------------------------------------------------
         alertmanager_port = free_port()
-        alertmanager = start(
-            "alertmanager",
-            [
-                "prometheus-alertmanager",
-                f"--config.file={MONITORING_DIR / 'alertmanager/alertmanager.yml'}",
-                f"--storage.path={workdir / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{alertmanager_port}",
-                "--cluster.listen-address=",
-            ],
-            workdir,
-        )
+        alertmanager = start("alertmanager", alertmanager_argv(workdir, alertmanager_port), workdir)
         services.append(alertmanager)
 
         loopback = "127.0.0.1"

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import local_processes
+from monitoring import MONITORING_DIR
 
 STARTUP_SECONDS = 60.0
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -76,6 +77,20 @@ def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[st
     return subprocess.run(
         list(argv), capture_output=True, text=True, check=False, timeout=120, **kwargs
     )
+
+
+def alertmanager_argv(workdir: Path, port: int, *, web_config: Path | None = None) -> list[str]:
+    """The repository's Alertmanager on 127.0.0.1:`port`, alone (no cluster peers)."""
+    argv = [
+        "prometheus-alertmanager",
+        f"--config.file={MONITORING_DIR / 'alertmanager/alertmanager.yml'}",
+        f"--storage.path={workdir / 'alertmanager-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    if web_config is not None:
+        argv.append(f"--web.config.file={web_config}")
+    return argv
 
 
 def write_self_signed_pem(directory: Path) -> tuple[Path, Path]:

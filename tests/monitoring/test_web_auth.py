@@ -22,10 +22,10 @@ import httpx
 import jinja2
 import pytest
 import yaml
-from monitoring_services import STARTUP_SECONDS, Service, run, start
+from monitoring_services import STARTUP_SECONDS, Service, alertmanager_argv, run, start
 
 from local_processes import free_port
-from monitoring import MONITORING_DIR, RULES_DIR, prometheus_config
+from monitoring import RULES_DIR, prometheus_config
 from tests.certificates import issue_ca_and_server_cert
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -80,14 +80,7 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredS
         alertmanager_port, prometheus_port = free_port(), free_port()
         alertmanager = start(
             "alertmanager",
-            [
-                "prometheus-alertmanager",
-                f"--config.file={MONITORING_DIR / 'alertmanager/alertmanager.yml'}",
-                f"--storage.path={workdir / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{alertmanager_port}",
-                f"--web.config.file={web_config}",
-                "--cluster.listen-address=",
-            ],
+            alertmanager_argv(workdir, alertmanager_port, web_config=web_config),
             workdir,
         )
         services.append(alertmanager)
