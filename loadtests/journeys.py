@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import random
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from loadtests.catalog import TestCatalog, build_catalog, product_count
 from loadtests.config import load_profiles
 from loadtests.routes import Route
 from loadtests.safety import DEFAULT_TARGET
+from loadtests.totp import unused_counter
 
 TRAFFIC = load_profiles().traffic
 _CATALOG_LOCK = gevent.lock.Semaphore()  # the first shopper builds it, the others wait
@@ -287,19 +287,13 @@ class RegisteredShopper(Shopper):
         )
 
     def next_totp_code(self) -> str:
-        """A code the shop accepts now and has not seen: a newer 30 s step than the last used.
-
-        The shop accepts one step either side of its clock, and never the same step twice.
-        Never the previous step's code: it expires at the next step boundary, which the
-        request can cross on its way to the shop.
-        """
+        """A code the shop accepts now and has not seen (loadtests/totp.py)."""
         assert self.totp is not None
-        now = self.totp.timecode(time.time())
-        for counter in (now, now + 1):
-            if counter > self.last_totp_counter:
-                self.last_totp_counter = counter
-                return self.totp.generate_otp(counter)
-        raise RescheduleTask()  # every acceptable code is used; try again later
+        counter = unused_counter(self.totp, self.last_totp_counter)
+        if counter is None:
+            raise RescheduleTask()  # every acceptable code is used; try again later
+        self.last_totp_counter = counter
+        return self.totp.generate_otp(counter)
 
     def log_in(self) -> None:
         """Password, then (once TOTP is enrolled) the code from the authenticator."""
@@ -318,7 +312,7 @@ class RegisteredShopper(Shopper):
     def login_with_totp(self) -> None:
         self.ensure_enrolled()
         assert self.totp is not None
-        if self.last_totp_counter >= self.totp.timecode(time.time()) + 1:
+        if unused_counter(self.totp, self.last_totp_counter) is None:
             raise RescheduleTask()  # every acceptable code is used; log in again later
         self.token = None
         self.log_in()

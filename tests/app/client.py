@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pyotp
 
+from loadtests.totp import unused_counter
 from tests.conftest import ShopServer
 
 ADDRESS = {
@@ -36,19 +37,14 @@ _LAST_COUNTER: dict[str, int] = {}
 
 
 def next_code(shop_url: str, totp: pyotp.TOTP) -> str:
-    """A code the shop accepts now and has not seen yet (each 30 s step is single use).
-
-    Never the previous step's code: the shop accepts one step either side of its own, so
-    that code expires at the next step boundary, which a request on a loaded machine can
-    cross on its way (the current step's and the next one's stay good for 30 s or more)."""
-    now = totp.timecode(time.time())
-    last = _LAST_COUNTER.get(shop_url, -1)
-    for counter in (now, now + 1):
-        if counter > last:
-            _LAST_COUNTER[shop_url] = counter
-            return totp.generate_otp(counter)
-    time.sleep(totp.interval)
-    return next_code(shop_url, totp)
+    """A code the shop accepts now and has not seen yet (loadtests/totp.py); waits for the
+    next 30 s step when both acceptable codes are used."""
+    counter = unused_counter(totp, _LAST_COUNTER.get(shop_url, -1))
+    while counter is None:
+        time.sleep(1)
+        counter = unused_counter(totp, _LAST_COUNTER[shop_url])
+    _LAST_COUNTER[shop_url] = counter
+    return totp.generate_otp(counter)
 
 
 def unique_sku(prefix: str = "T") -> str:
