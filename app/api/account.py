@@ -42,15 +42,20 @@ async def enrol_totp(
     responses=errors(
         error(403, "the code is not the device's current one (totp_code_rejected)"),
         error(409, f"{TOTP_ON}, or no enrolment was started (POST /api/account/mfa/totp)"),
+        THROTTLED,
     ),
     summary="Confirm TOTP enrolment with a first code",
 )
 async def verify_totp(
-    body: TotpCodeIn, user: CurrentUser, token: CurrentToken, services: ServicesDep
+    body: TotpCodeIn,
+    request: Request,
+    user: CurrentUser,
+    token: CurrentToken,
+    services: ServicesDep,
 ) -> dict[str, bool]:
     # every other session ends: they were opened without TOTP
     await accounts.confirm_totp_enrolment(
-        services.db, services.auth, user.id, body.code, keep_token=token
+        services.db, services.auth, user.id, body.code, client_ip(request), keep_token=token
     )
     return {"mfa_enabled": True}
 

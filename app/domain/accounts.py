@@ -370,9 +370,16 @@ async def start_totp_enrolment(
 
 
 async def confirm_totp_enrolment(
-    db: Database, policy: AuthPolicy, user_id: int, code: str, keep_token: str | None = None
+    db: Database,
+    policy: AuthPolicy,
+    user_id: int,
+    code: str,
+    ip: str | None,
+    keep_token: str | None = None,
 ) -> None:
-    """Turn TOTP on. Every other session of the user ends (they were opened without it)."""
+    """Turn TOTP on. Every other session of the user ends (they were opened without it).
+    Throttled like a login: the attempt is counted before the code is looked at."""
+    await throttle.take_attempt(db, policy.throttle, "totp-enrol", str(user_id), ip)
     async with db.write() as session:
         user = await session.get(User, user_id, with_for_update=True)
         assert user is not None
@@ -386,6 +393,7 @@ async def confirm_totp_enrolment(
             raise TotpCodeRejected("the code does not match; check the device clock and try again")
         user.totp_enabled = True
         user.totp_last_counter = counter
+        await throttle.record_success(session, "totp-enrol", str(user_id), ip)
         revoke = delete(AuthToken).where(AuthToken.user_id == user_id)
         if keep_token is not None:
             revoke = revoke.where(AuthToken.token_hash != _token_hash(keep_token))

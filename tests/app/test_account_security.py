@@ -122,6 +122,24 @@ async def test_totp_enrolment_guesses_are_throttled(client: ShopClient) -> None:
     assert (await client.start_totp(token, PASSWORD)).status_code == 429
 
 
+async def test_totp_enrolment_codes_are_throttled(client: ShopClient) -> None:
+    token = await client.login(await client.register())
+    totp = pyotp.TOTP((await client.start_totp(token)).json()["secret"])
+    right = totp.now()
+    wrong_code = f"{(int(right) + 1) % 1_000_000:06d}"
+
+    async def confirm(code: str) -> int:
+        answer = await client.http.post(
+            "/api/account/mfa/totp/verify", json={"code": code}, headers=client.auth(token)
+        )
+        return answer.status_code
+
+    codes = [await confirm(wrong_code) for _ in range(LIMIT + 1)]
+    assert codes == [403] * LIMIT + [429], codes
+    # the throttle answers before the code is looked at, even the right one
+    assert await confirm(right) == 429
+
+
 async def test_one_totp_code_logs_in_once_under_concurrency(client: ShopClient) -> None:
     email = await client.register()
     token = await client.login(email)
