@@ -7,16 +7,18 @@
 - `payments_sandbox`: the payment providers' sandbox (app/sandbox/payments) as a process.
 - `partner_sandboxes` / `start_partner_sandboxes()`: every partner sandbox
   (`python -m app.sandbox`: payments, couriers, SMTP sink, admin) as a process.
-- `shop_factory` / `running_shop`: the shop served exactly as in production
-  (`python -m app.serve`: gunicorn + uvicorn workers, multiprocess metrics), seeded,
-  paying at `payments_sandbox` and shipping and mailing through `partner_sandboxes`.
+- `shop_factory` (per test), `module_shop_factory`, `session_shop_factory` / `running_shop`:
+  the shop served exactly as in production (`python -m app.serve`: gunicorn + uvicorn
+  workers, multiprocess metrics), seeded, paying at `payments_sandbox` and shipping and
+  mailing through `partner_sandboxes`; a shop stops when the scope that started it ends.
 
-Every server stops at the end of the session.
+Every other server stops at the end of the session.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import os
 import secrets
@@ -26,7 +28,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -470,37 +472,76 @@ def start_shop(
     return ShopServer(url, proc, database_url, "admin@shop.test", admin_password, log_path)
 
 
+ShopFactory = Callable[..., ShopServer]
+
+
 @pytest.fixture(scope="session")
-def shop_factory(
+def _start_wired_shop(
     payments_sandbox: Sandbox, partner_sandboxes: PartnerSandboxes
-) -> Iterator[callable]:
-    """Start extra shops: `shop_factory(database_url, **options)`; all stop at session end.
+) -> ShopFactory:
+    """`start_shop` paying at `payments_sandbox` and shipping and mailing through
+    `partner_sandboxes` unless `payments_url` or `extra_env` say otherwise."""
 
-    By default a shop pays at `payments_sandbox` and uses the couriers and the SMTP
-    sink of `partner_sandboxes`; `extra_env` overrides any of it.
-    """
-    started: list[ShopServer] = []
-
-    def factory(database_url: str, **options: object) -> ShopServer:
+    def start(database_url: str, **options: object) -> ShopServer:
         options.setdefault("payments_url", payments_sandbox.url)
         options["extra_env"] = {
             **partner_sandboxes.shop_env(payments=False),
             **(options.get("extra_env") or {}),  # type: ignore[dict-item]
         }
-        shop = start_shop(database_url, **options)  # type: ignore[arg-type]
+        return start_shop(database_url, **options)  # type: ignore[arg-type]
+
+    return start
+
+
+@contextlib.contextmanager
+def _shops_stopped_after(start: ShopFactory) -> Iterator[ShopFactory]:
+    started: list[ShopServer] = []
+
+    def factory(database_url: str, **options: object) -> ShopServer:
+        shop = start(database_url, **options)
         started.append(shop)
         return shop
 
-    yield factory
-    for shop in started:
-        shop.stop()
+    try:
+        yield factory
+    finally:
+        for shop in started:
+            shop.stop()
+
+
+# One factory per scope, so a shop stops when the scope that asked for it ends: every
+# idle shop keeps its workers polling (outbox, reconciler) at a few % of a core each,
+# and a suite that kept them all until the session ended ran at half speed by its end.
+@pytest.fixture
+def shop_factory(_start_wired_shop: ShopFactory) -> Iterator[ShopFactory]:
+    """Start shops for one test: `shop_factory(database_url, **options)` (see `start_shop`);
+    they stop when the test ends."""
+    with _shops_stopped_after(_start_wired_shop) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def module_shop_factory(_start_wired_shop: ShopFactory) -> Iterator[ShopFactory]:
+    """`shop_factory` for module-scoped fixtures: the shops stop when the module ends."""
+    with _shops_stopped_after(_start_wired_shop) as factory:
+        yield factory
 
 
 @pytest.fixture(scope="session")
-def running_shop(shop_factory: callable, tmp_path_factory: pytest.TempPathFactory) -> ShopServer:
+def session_shop_factory(_start_wired_shop: ShopFactory) -> Iterator[ShopFactory]:
+    """`shop_factory` for session- and package-scoped fixtures (the latter stop their shop
+    themselves when the package ends)."""
+    with _shops_stopped_after(_start_wired_shop) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def running_shop(
+    session_shop_factory: ShopFactory, tmp_path_factory: pytest.TempPathFactory
+) -> ShopServer:
     """One seeded shop on SQLite, served by gunicorn with two workers, for the whole session."""
     db_path = tmp_path_factory.mktemp("running-shop") / "shop.db"
-    return shop_factory(f"sqlite+aiosqlite:///{db_path}")
+    return session_shop_factory(f"sqlite+aiosqlite:///{db_path}")
 
 
 def database_for(backend: str, request: pytest.FixtureRequest, folder: Path) -> str:

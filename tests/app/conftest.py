@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -11,18 +11,21 @@ from tests.app.client import ShopClient
 from tests.conftest import PostgresServer, ShopServer
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="package", params=["sqlite", "postgres"])
 def shop(
     request: pytest.FixtureRequest,
-    shop_factory: Callable[..., ShopServer],
+    session_shop_factory: Callable[..., ShopServer],
     tmp_path_factory: pytest.TempPathFactory,
-) -> ShopServer:
-    """The shop served by gunicorn (two workers) on each backend."""
+) -> Iterator[ShopServer]:
+    """The shop served by gunicorn (two workers) on each backend, until tests/app ends."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("shop-sqlite") / "shop.db"
-        return shop_factory(f"sqlite+aiosqlite:///{path}")
-    postgres: PostgresServer = request.getfixturevalue("postgres_server")
-    return shop_factory(postgres.create_database())
+        served = session_shop_factory(f"sqlite+aiosqlite:///{path}")
+    else:
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
+        served = session_shop_factory(postgres.create_database())
+    yield served
+    served.stop()
 
 
 @pytest.fixture

@@ -159,11 +159,13 @@ class Answers:
 @pytest.fixture(scope="module", params=BACKENDS)
 def contract_shop(
     request: pytest.FixtureRequest,
-    shop_factory: Callable[..., ShopServer],
+    module_shop_factory: Callable[..., ShopServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ShopServer:
     folder: Path = tmp_path_factory.mktemp(f"contract-{request.param}")
-    return shop_factory(database_for(request.param, request, folder), extra_env=RELAXED_THROTTLES)
+    return module_shop_factory(
+        database_for(request.param, request, folder), extra_env=RELAXED_THROTTLES
+    )
 
 
 @pytest.fixture(scope="module")

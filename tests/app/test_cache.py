@@ -19,12 +19,12 @@ def redis_for_shop(redis_server_factory: Callable[..., RedisServer]) -> RedisSer
 
 @pytest.fixture(scope="module")
 def redis_shop(
-    shop_factory: Callable[..., ShopServer],
+    module_shop_factory: Callable[..., ShopServer],
     redis_for_shop: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ShopServer:
     db = tmp_path_factory.mktemp("redis-shop") / "shop.db"
-    return shop_factory(f"sqlite+aiosqlite:///{db}", redis_url=redis_for_shop.url, workers=2)
+    return module_shop_factory(f"sqlite+aiosqlite:///{db}", redis_url=redis_for_shop.url, workers=2)
 
 
 @pytest.fixture

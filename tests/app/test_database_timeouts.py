@@ -129,9 +129,9 @@ def frozen_postgres() -> Iterator[FreezablePostgres]:
 
 @pytest.fixture(scope="module")
 def pg_shop(
-    frozen_postgres: FreezablePostgres, shop_factory: Callable[..., ShopServer]
+    frozen_postgres: FreezablePostgres, module_shop_factory: Callable[..., ShopServer]
 ) -> ShopServer:
-    return shop_factory(
+    return module_shop_factory(
         frozen_postgres.create_database(), workers=1, seed_products=20, extra_env=SHORT_TIMEOUTS
     )
 

@@ -112,13 +112,13 @@ def test_a_stopped_proxy_forwards_no_new_connection() -> None:
 
 @pytest.fixture(scope="module")
 def proxied_shop(
-    postgres_server: PostgresServer, shop_factory: Callable[..., ShopServer]
+    postgres_server: PostgresServer, module_shop_factory: Callable[..., ShopServer]
 ) -> Iterator[tuple[ShopServer, TcpProxy, str]]:
     url = postgres_server.create_database()
     parts = urlsplit(url)
     proxy = TcpProxy((postgres_server.host, postgres_server.port))
     netloc = parts.netloc.replace(f":{postgres_server.port}", f":{proxy.port}")
-    shop = shop_factory(urlunsplit(parts._replace(netloc=netloc)), workers=1)
+    shop = module_shop_factory(urlunsplit(parts._replace(netloc=netloc)), workers=1)
     yield shop, proxy, postgres_server.role
     proxy.stop()
 
@@ -223,12 +223,12 @@ def tls_partners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PartnerSa
 
 @pytest.fixture(scope="module")
 def running_shop_hsts(
-    shop_factory: Callable[..., ShopServer],
+    module_shop_factory: Callable[..., ShopServer],
     tmp_path_factory: pytest.TempPathFactory,
     tls_partners: PartnerSandboxes,
 ) -> ShopServer:
     db = tmp_path_factory.mktemp("prod-shop") / "shop.db"
-    return shop_factory(
+    return module_shop_factory(
         f"sqlite+aiosqlite:///{db}",
         workers=1,
         seed_products=5,
@@ -282,12 +282,12 @@ def own_couriers() -> Iterator[PartnerSandboxes]:
 
 @pytest.fixture(scope="module")
 def quote_shop(
-    shop_factory: Callable[..., ShopServer],
+    module_shop_factory: Callable[..., ShopServer],
     own_couriers: PartnerSandboxes,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ShopServer:
     db = tmp_path_factory.mktemp("quote-shop") / "shop.db"
-    return shop_factory(
+    return module_shop_factory(
         f"sqlite+aiosqlite:///{db}",
         workers=1,
         extra_env={

@@ -1,6 +1,6 @@
 """Real load runs against a real shop (gunicorn + uvicorn workers, SQLite, payment sandbox).
 
-The shop comes from the root conftest's `shop_factory`: its own database, so the
+The shop comes from the root conftest's `module_shop_factory`: its own database, so the
 orders and accounts these runs create touch no other suite's shop. Runs go
 through `python -m loadtests run`, exactly what `make loadtest` calls.
 """
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def load_target(shop_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+def load_target(module_shop_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     db_path = tmp_path_factory.mktemp("loadtest-shop") / "shop.db"
-    return shop_factory(f"sqlite+aiosqlite:///{db_path}").url
+    return module_shop_factory(f"sqlite+aiosqlite:///{db_path}").url
 
 
 def run_loadtest(

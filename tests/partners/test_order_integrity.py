@@ -52,13 +52,13 @@ class Stack:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def stack(
     request: pytest.FixtureRequest,
-    shop_factory: Callable[..., ShopServer],
+    module_shop_factory: Callable[..., ShopServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     sandboxes = start_partner_sandboxes()
     try:
         database_url = database_for(request.param, request, tmp_path_factory.mktemp("integrity"))
-        shop = shop_factory(
+        shop = module_shop_factory(
             database_url,
             payments_url=sandboxes.payments_url,
             extra_env={
