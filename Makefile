@@ -53,10 +53,11 @@ lint: deps ## ruff check and format check
 # Two pytest sessions: the lab's tests start only once every shop, sandbox and database
 # of the first session has stopped (their idle workers doubled the lab's build time).
 # Both always run; the target fails if either does (exit 5, nothing collected, too).
+# The slowest tests of each are listed at the end: where the next minutes are.
 test: deps lint ## Install what is needed and run the whole suite
 	@status=0; \
-	$(BIN)/pytest -m "not lab" || status=$$?; \
-	$(BIN)/pytest -m lab || status=$$?; \
+	$(BIN)/pytest -m "not lab" --durations=25 || status=$$?; \
+	$(BIN)/pytest -m lab --durations=15 || status=$$?; \
 	exit $$status
 
 # --- the shop (app/) --------------------------------------------------------
