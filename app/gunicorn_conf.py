@@ -12,6 +12,7 @@ from typing import Any
 
 from app.observability.metrics import mark_worker_dead
 from app.settings import get_settings
+from app.tls import TLS12_AEAD_CIPHERS
 
 _settings = get_settings()
 
@@ -19,6 +20,9 @@ bind = [f"{_settings.bind_host}:{_settings.port}"]
 if _settings.tls_cert_file is not None and _settings.tls_key_file is not None:
     certfile = str(_settings.tls_cert_file)
     keyfile = str(_settings.tls_key_file)
+    # uvicorn's workers build their own SSL context from these settings (gunicorn's
+    # ssl_context hook is not used by them): the cipher list is the way in.
+    ciphers = TLS12_AEAD_CIPHERS
 workers = _settings.web_concurrency
 worker_class = "uvicorn_worker.UvicornWorker"
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))

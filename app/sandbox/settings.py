@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import topology
+from app.tls import server_context
 
 
 def _port(name: str) -> int:
@@ -83,7 +84,4 @@ class SandboxSettings(BaseSettings):
     def tls_context(self) -> ssl.SSLContext | None:
         if self.tls_cert_file is None or self.tls_key_file is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
-        return context
+        return server_context(self.tls_cert_file, self.tls_key_file)

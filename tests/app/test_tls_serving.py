@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import smtplib
 import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiosmtplib
 import httpx
@@ -23,6 +24,7 @@ import redis
 from pydantic import ValidationError
 
 from app.settings import Settings
+from app.tls import harden_server_context
 from app.wiring import InsecurePartnerSettings, build_services
 from local_processes import free_port, start, wait_for_port
 from local_processes import stop as stop_process
@@ -34,6 +36,7 @@ from tests.conftest import (
     production_shop_env,
     start_partner_sandboxes,
 )
+from tests.tls_suites import AEAD_SUITES, CBC_SUITES, agreed_suite
 
 
 async def test_the_shop_serves_https_with_its_certificate(
@@ -240,3 +243,54 @@ def test_production_refuses_partners_in_clear_or_without_credentials(
         monkeypatch.setenv(key, good)
     services = build_services(settings)  # everything in place: it builds
     asyncio.run(services.aclose())
+
+
+# --- which TLS suites the servers agree to ------------------------------------------------
+
+
+def test_the_tls_rule_admits_only_aead_suites_under_tls12() -> None:
+    context = harden_server_context(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+    tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12, "no TLS 1.2 suite left"
+    assert all(c["aead"] and c["kea"] == "kx-ecdhe" for c in tls12), tls12
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def _starttls_with(port: int, suites: str) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(f"{suites}:@SECLEVEL=0")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.starttls(context=context)
+
+
+def test_the_shop_and_the_sandboxes_speak_only_aead_suites(
+    shop_factory: Callable[..., ShopServer], tls_sandboxes: PartnerSandboxes, tmp_path: Path
+) -> None:
+    ca, cert, key = issue_ca_and_server_cert(tmp_path)
+    shop = shop_factory(
+        f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}",
+        workers=1,
+        seed_products=1,
+        extra_env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)},
+        ca_file=str(ca),
+    )
+    servers = {
+        "shop": shop.url,
+        "payments": tls_sandboxes.payments_url,
+        "couriers": tls_sandboxes.couriers_url,
+    }
+    agreed = {}
+    for name, url in servers.items():
+        where = urlsplit(url)
+        assert where.hostname and where.port, url
+        agreed[name] = (
+            agreed_suite(where.hostname, where.port, CBC_SUITES),
+            agreed_suite(where.hostname, where.port, AEAD_SUITES),
+        )
+    assert all(cbc is None for cbc, _ in agreed.values()), agreed
+    assert all(aead in AEAD_SUITES.split(":") for _, aead in agreed.values()), agreed
+    with pytest.raises(ssl.SSLError):
+        _starttls_with(tls_sandboxes.smtp_port, CBC_SUITES)
+    _starttls_with(tls_sandboxes.smtp_port, AEAD_SUITES)
