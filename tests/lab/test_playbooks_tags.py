@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+import topology
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 ROLES = PLAYBOOKS / "roles"
@@ -153,8 +156,10 @@ def test_the_release_fact_is_set_whatever_the_tags():
     assert all("always" in tags for _, tags in setters), setters
 
 
-def test_list_tags_shows_a_tag_per_role_and_phase(tmp_path):
-    inventory = tmp_path / "hosts.yml"
+@pytest.fixture(scope="module")
+def listed_tags(tmp_path_factory) -> set[str]:
+    """Every tag `ansible-playbook --list-tags site.yml` shows (an empty inventory)."""
+    inventory = tmp_path_factory.mktemp("list-tags") / "hosts.yml"
     inventory.write_text("all: {}\n")
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(PLAYBOOKS / "ansible.cfg")
@@ -169,13 +174,94 @@ def test_list_tags_shows_a_tag_per_role_and_phase(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    listed = {
+    return {
         tag.strip()
         for line in re.findall(r"TASK TAGS: \[(.*)\]", result.stdout)
         for tag in line.split(",")
     }
+
+
+def test_list_tags_shows_a_tag_per_role_and_phase(listed_tags):
     expected = {
         tag for role in ROLE_NAMES for tag in (role, *(f"{role}_{p}" for p in _phases(role)))
     }
     expected |= {f"{role}_{entry}" for role, entries in ENTRY_POINTS.items() for entry in entries}
-    assert expected <= listed, sorted(expected - listed)
+    assert expected <= listed_tags, sorted(expected - listed_tags)
+
+
+# --- the playbook commands the runbooks give -------------------------------------------
+
+REPO = PLAYBOOKS.parent
+RUNBOOKS = REPO / "runbooks"
+
+
+def _runbook_playbook_commands() -> list[tuple[str, list[str]]]:
+    commands = []
+    for page in sorted(RUNBOOKS.glob("*.md")):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if "ansible-playbook " in line:
+                words = shlex.split(line.split("ansible-playbook ", 1)[1].split("&&")[0])
+                commands.append((page.name, words))
+    return commands
+
+
+def _variables_the_roles_know() -> set[str]:
+    known: set[str] = set()
+    for role in ROLE_NAMES:
+        defaults = ROLES / role / "defaults" / "main.yml"
+        if defaults.exists():
+            known |= set(yaml.safe_load(defaults.read_text()) or {})
+        specs = ROLES / role / "meta" / "argument_specs.yml"
+        if specs.exists():
+            for entry in (yaml.safe_load(specs.read_text())["argument_specs"]).values():
+                known |= set(entry.get("options", {}))
+    return known
+
+
+def _hosts_and_groups() -> set[str]:
+    topo = topology.load()
+    zones = {f"zone_{h.zone}" for h in topo.lab.hosts.values() if h.zone}
+    return set(topo.lab.hosts) | {f"tier_{tier}" for tier in topo.tiers} | zones | {"all"}
+
+
+PLAYBOOK_COMMANDS = _runbook_playbook_commands()
+
+
+def test_the_runbooks_give_playbook_commands() -> None:
+    assert len(PLAYBOOK_COMMANDS) >= 3, PLAYBOOK_COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("page", "words"), PLAYBOOK_COMMANDS, ids=[f"{p}:{' '.join(w)}" for p, w in PLAYBOOK_COMMANDS]
+)
+def test_runbook_playbook_commands_use_tags_and_variables_that_exist(
+    page: str, words: list[str], listed_tags: set[str]
+) -> None:
+    options: dict[str, list[str]] = {}
+    positional = []
+    pending = None
+    for word in words:
+        if pending:
+            options.setdefault(pending, []).append(word)
+            pending = None
+        elif word in {"-i", "--inventory", "--tags", "-t", "--limit", "-l", "-e", "--extra-vars"}:
+            pending = word
+        else:
+            positional.append(word)
+    problems = [f"no playbook {p}" for p in positional if not (REPO / p).is_file()]
+    for inventory in options.get("-i", []) + options.get("--inventory", []):
+        if not (REPO / inventory).is_dir():
+            problems.append(f"no inventory {inventory}")
+    for tag in ",".join(options.get("--tags", []) + options.get("-t", [])).split(","):
+        if tag and tag not in listed_tags:
+            problems.append(f"no task is tagged {tag}")
+    for limit in ",".join(options.get("--limit", []) + options.get("-l", [])).split(","):
+        for name in re.split(r"[:&!]+", limit):
+            if name and name not in _hosts_and_groups():
+                problems.append(f"no host or group {name}")
+    known = _variables_the_roles_know()
+    for assignment in options.get("-e", []) + options.get("--extra-vars", []):
+        name = assignment.split("=", 1)[0]
+        if name not in known:
+            problems.append(f"no role reads the variable {name}")
+    assert problems == [], f"{page}: {' '.join(words)}: {problems}"

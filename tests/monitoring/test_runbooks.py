@@ -20,6 +20,8 @@ from monitoring_support import (
     runbook_pages,
 )
 
+import topology
+
 ALL_PAGES = sorted(RUNBOOKS_DIR.glob("*.md"))
 CHECKED_LANGUAGES = {"bash", "promql", "sql"}
 
@@ -117,3 +119,91 @@ def test_on_call_page_covers_silencing_escalation_and_postmortems() -> None:
     for heading in ("## Silencing", "## Escalating", "## Postmortem"):
         assert heading in text
     assert "amtool" in text
+
+
+# --- the units the pages name are the ones the roles run ---------------------------------
+
+ROLES_DIR = RUNBOOKS_DIR.parent / "playbooks" / "roles"
+SERVICE_MODULES = {
+    "ansible.builtin.service",
+    "ansible.builtin.systemd",
+    "ansible.builtin.systemd_service",
+}
+# `systemctl <verb> <unit>`, `journalctl -u <unit>`, and the pages' "job -> `unit`" lists
+UNIT_MENTIONS = (
+    r"systemctl (?:status|restart|start|stop|reload|is-active|enable|disable)"
+    r"(?: --[\w-]+)* ([\w@.-]+)",
+    r"journalctl (?:[^|'\n]* )?-u ([\w@.-]+)",
+    r"-> `([\w@.-]+)`",
+)
+
+
+def _tasks(role: Path) -> list[dict]:
+    found: list[dict] = []
+    for folder in ("tasks", "handlers"):
+        for path in sorted((role / folder).glob("*.yml")):
+            found.extend(t for t in yaml.safe_load(path.read_text()) or [] if isinstance(t, dict))
+    return found
+
+
+def _with_defaults(name: str, defaults: dict) -> str:
+    """A role's templated unit name with its defaults: postgresql@{{ version }}-... ."""
+    return re.sub(r"\{\{ (\w+) \}\}", lambda m: str(defaults[m.group(1)]), name)
+
+
+def _units_the_roles_run() -> set[str]:
+    units: set[str] = set()
+    for role in sorted(p for p in ROLES_DIR.iterdir() if p.is_dir()):
+        defaults_file = role / "defaults" / "main.yml"
+        defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+        for task in _tasks(role):
+            module = next((task[m] for m in SERVICE_MODULES if m in task), None)
+            if not isinstance(module, dict) or "name" not in module:
+                continue
+            names = task.get("loop", []) if module["name"] == "{{ item }}" else [module["name"]]
+            units.update(_with_defaults(str(name), defaults) for name in names)
+    return {unit.removesuffix(".service") for unit in units}
+
+
+def _units_the_pages_name() -> dict[str, set[str]]:
+    named: dict[str, set[str]] = {}
+    for page in ALL_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for pattern in UNIT_MENTIONS:
+            for unit in re.findall(pattern, text):
+                named.setdefault(unit.removesuffix(".service"), set()).add(page.name)
+    # the index's table of hosts: "| host | `unit` (details), `unit` |"
+    index = (RUNBOOKS_DIR / "README.md").read_text(encoding="utf-8")
+    for row in re.findall(r"^\| [\w, -]+ \| (.+) \|$", index, re.M):
+        for unit in re.findall(r"`([\w@.-]+)`", re.sub(r"\([^()]*\)", "", row)):
+            named.setdefault(unit, set()).add("README.md")
+    return named
+
+
+def test_every_unit_a_page_names_is_one_a_role_runs() -> None:
+    run_by_roles = _units_the_roles_run()
+    assert {"shop", "haproxy", "postgresql@15-main"} <= run_by_roles, run_by_roles
+    unknown = {u: sorted(p) for u, p in _units_the_pages_name().items() if u not in run_by_roles}
+    assert unknown == {}, f"units no role runs: {unknown}"
+
+
+def _schemes_by_port() -> dict[int, str]:
+    """The scheme each named port speaks, as the topology says (scrape jobs, published)."""
+    topo = topology.load()
+    schemes = {topo.port(job.port): job.scheme for job in topo.scrape_jobs}
+    schemes.update({topo.port(p.port): p.scheme for p in topo.lab.published.values()})
+    return schemes
+
+
+def test_urls_in_the_pages_use_the_scheme_their_port_speaks() -> None:
+    schemes = _schemes_by_port()
+    assert schemes[topology.load().port("app")] == "https"
+    wrong = [
+        f"{page.name}: {url}"
+        for page in ALL_PAGES
+        for url, scheme, port in re.findall(
+            r"((https?)://[\w.$-]+:(\d+))", page.read_text(encoding="utf-8")
+        )
+        if schemes.get(int(port), scheme) != scheme
+    ]
+    assert wrong == []
