@@ -194,6 +194,10 @@ lab: deps ## The production shape on this machine: build, converge twice, verify
 lab-status: ## Lab hosts, networks, addresses, health, firing alerts, memory (JSON=1 for JSON)
 	@$(PY) -m lab status $(if $(JSON),--json)
 
+.PHONY: lab-shell
+lab-shell: ## A shell where every runbook command runs against the lab as written (ssh app-a1 ...)
+	@$(PY) -m lab shell
+
 .PHONY: lab-down
 lab-down: ## Remove the lab's containers and networks (keeps the cached base image)
 	$(PY) -m lab down

@@ -1,4 +1,4 @@
-"""Command line: python -m lab {up,converge,status,down,report,fault,prune-images}.
+"""Command line: python -m lab {up,converge,shell,status,down,report,fault,prune-images}.
 
 Settings come from the environment (see lab/settings.py): LAB_NAME,
 LAB_SUBNET_SHIFT, LAB_PORT_<PUBLISHED>.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import topology
 
-from . import converge, hosts, image, inventory, monitoring_access, podman, status
+from . import converge, hosts, image, inventory, monitoring_access, operator_shell, podman, status
 from .layout import plan
 from .podman import PodmanError
 from .settings import LabSettings, SettingsError, from_env
@@ -43,6 +44,8 @@ def cmd_converge(settings: LabSettings, idempotent: bool) -> int:
     print(f"converge: {first.changed} changed")
     client_files = monitoring_access.write_client_files(settings)
     print(f"monitoring client files: {', '.join(str(p) for p in client_files.values())}")
+    operator_files = operator_shell.write(settings, plan(settings))
+    print(f"operator shell: make lab-shell, or source {operator_files['env']}")
     if not idempotent:
         return 0
     second = converge.run_playbook(settings, "converge-again")
@@ -140,6 +143,18 @@ def _prune_stale_images() -> list[str]:
     ]
 
 
+def cmd_shell(settings: LabSettings, command: str | None) -> int:
+    """The operator's shell (or one command in it): runbook commands run as written."""
+    if not podman.exists("container", settings.container(next(iter(plan(settings))))):
+        print(f"lab: lab {settings.name} is not up: run make lab first", file=sys.stderr)
+        return 2
+    monitoring_access.write_client_files(settings)
+    operator_shell.write(settings, plan(settings))
+    argv = operator_shell.shell_argv(settings, command)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with the operator's bash
+
+
 def cmd_prune_images() -> int:
     print(f"removed {len(_prune_stale_images())} stale base image(s)")
     return 0
@@ -155,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument(
         "--idempotent", action="store_true", help="converge again and require 0 changed"
     )
+    shell = sub.add_parser(
+        "shell", help="a shell where every runbook command runs against the lab (ssh app-a1 ...)"
+    )
+    shell.add_argument("-c", dest="shell_command", help="run this command in it and exit")
     stat = sub.add_parser("status", help="hosts, networks, addresses, health, alerts, memory")
     stat.add_argument("--json", action="store_true")
     sub.add_parser("report", help="URLs and a short report")
@@ -172,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(settings)
         if args.command == "converge":
             return cmd_converge(settings, args.idempotent)
+        if args.command == "shell":
+            return cmd_shell(settings, args.shell_command)
         if args.command == "status":
             return cmd_status(settings, args.json)
         if args.command == "report":

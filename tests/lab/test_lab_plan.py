@@ -142,9 +142,9 @@ def test_parse_recap():
 def test_image_tag_follows_the_package_list(tmp_path, monkeypatch):
     before = image.tag()
     listing = tmp_path / "packages.txt"
-    listing.write_text(image.PACKAGES_FILE.read_text() + "jq  # a new tool\n")
+    listing.write_text(image.PACKAGES_FILE.read_text() + "strace  # a new tool\n")
     monkeypatch.setattr(image, "PACKAGES_FILE", listing)
-    assert "jq" in image.packages()
+    assert "strace" in image.packages()
     assert image.tag() != before
 
 
