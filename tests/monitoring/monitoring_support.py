@@ -4,6 +4,7 @@ and the metric names and job names a PromQL expression refers to."""
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,10 @@ def metric_names(expr: str) -> set[str]:
 
 # --- runbooks -----------------------------------------------------------------------------
 
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```", re.MULTILINE | re.DOTALL)
+# Fenced blocks, also those indented under a list item (the mitigation steps).
+FENCE = re.compile(
+    r"^(?P<indent> *)```(?P<lang>[\w-]*)\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL
+)
 REQUIRED_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation")
 # Pages of runbooks/ that are not about one alert.
 PROCESS_PAGES = {"README.md", "on-call.md"}
@@ -115,7 +119,7 @@ def runbook_pages() -> list[Path]:
 def code_blocks(path: Path) -> list[tuple[str, str]]:
     """(language, body) of every fenced block in a Markdown file."""
     text = path.read_text(encoding="utf-8")
-    return [(m["lang"], m["body"]) for m in FENCE.finditer(text)]
+    return [(m["lang"], textwrap.dedent(m["body"])) for m in FENCE.finditer(text)]
 
 
 def promql_statements(body: str) -> list[str]:

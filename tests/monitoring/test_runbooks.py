@@ -4,6 +4,7 @@ command block syntactically valid (bash -n, Prometheus's parser, PostgreSQL's pa
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pglast
@@ -207,3 +208,51 @@ def test_urls_in_the_pages_use_the_scheme_their_port_speaks() -> None:
         if schemes.get(int(port), scheme) != scheme
     ]
     assert wrong == []
+
+
+def _ssh_remote_words(line: str) -> list[list[str]]:
+    """The remote command words of each `ssh <host> ...` in a shell line."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    skip_next = False
+    for token in lexer:
+        if skip_next:
+            skip_next = False
+        elif token in REDIRECTIONS:  # a local redirection (`2>/dev/null`): not sent
+            if commands[-1] and commands[-1][-1].isdigit():
+                commands[-1].pop()
+            skip_next = True
+        elif token in {"|", "||", "&&", ";", "&", "(", ")"}:
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    found = []
+    for words in commands:
+        while words and words[0] in {"do", "then", "sudo"}:
+            words = words[1:]
+        if len(words) > 2 and words[0] == "ssh":
+            found.append(words[2:])
+    return found
+
+
+# What the remote shell would split or interpret in a word that was quoted locally (`$`
+# is left out: in double quotes, as the pages use it, it is expanded before ssh runs).
+REMOTE_SHELL_SPECIAL = re.compile(r"""[\s\\|;&<>()'"*]""")
+REDIRECTIONS = {">", ">>", "<", ">&", "<&", "&>"}
+
+
+def test_remote_commands_survive_ssh_joining_their_words() -> None:
+    """ssh joins its arguments with spaces and the remote shell parses them again: a word
+    quoted here arrives unquoted there (`--since "-30 min"` as two words, `'%{http_code}\\n'`
+    as `%{http_code}n`). Quote the whole remote command instead, or write plain words."""
+    broken = [
+        f"{page.name}: {line.strip()}"
+        for page in ALL_PAGES
+        for lang, body in code_blocks(page)
+        if lang == "bash"
+        for line in body.replace("\\\n", " ").splitlines()
+        for words in _ssh_remote_words(line)
+        if len(words) > 1 and any(REMOTE_SHELL_SPECIAL.search(word) for word in words)
+    ]
+    assert broken == []
