@@ -198,6 +198,10 @@ lab-status: ## Lab hosts, networks, addresses, health, firing alerts, memory (JS
 lab-shell: ## A shell where every runbook command runs against the lab as written (ssh app-a1 ...)
 	@$(PY) -m lab shell
 
+.PHONY: lab-pages
+lab-pages: ## What the lab's pager received (RECEIVER=pager|chat|tickets|heartbeat, JSON=1)
+	@$(PY) -m lab pages $(if $(RECEIVER),--receiver $(RECEIVER)) $(if $(JSON),--json)
+
 .PHONY: lab-down
 lab-down: ## Remove the lab's containers and networks (keeps the cached base image)
 	$(PY) -m lab down

@@ -1,4 +1,4 @@
-"""Command line: python -m lab {up,converge,shell,status,down,report,fault,prune-images}.
+"""Command line: python -m lab {up,converge,shell,status,pages,down,report,fault,prune-images}.
 
 Settings come from the environment (see lab/settings.py): LAB_NAME,
 LAB_SUBNET_SHIFT, LAB_PORT_<PUBLISHED>.
@@ -14,7 +14,17 @@ import time
 
 import topology
 
-from . import converge, hosts, image, inventory, monitoring_access, operator_shell, podman, status
+from . import (
+    converge,
+    hosts,
+    image,
+    inventory,
+    monitoring_access,
+    operator_shell,
+    pages,
+    podman,
+    status,
+)
 from .layout import plan
 from .podman import PodmanError
 from .settings import LabSettings, SettingsError, from_env
@@ -66,6 +76,12 @@ def cmd_converge(settings: LabSettings, idempotent: bool) -> int:
 def cmd_status(settings: LabSettings, as_json: bool) -> int:
     current = status.collect(settings)
     print(json.dumps(current, indent=2) if as_json else status.render_text(current))
+    return 0
+
+
+def cmd_pages(settings: LabSettings, filters: dict[str, str], as_json: bool) -> int:
+    rows = pages.notifications(settings, **filters)
+    print(json.dumps(rows, indent=2) if as_json else pages.render_text(rows))
     return 0
 
 
@@ -176,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     shell.add_argument("-c", dest="shell_command", help="run this command in it and exit")
     stat = sub.add_parser("status", help="hosts, networks, addresses, health, alerts, memory")
     stat.add_argument("--json", action="store_true")
+    page = sub.add_parser("pages", help="the notifications the lab's pager (alert sink) received")
+    page.add_argument("--receiver", help="pager, chat, tickets or heartbeat")
+    page.add_argument("--alertname")
+    page.add_argument("--json", action="store_true")
     sub.add_parser("report", help="URLs and a short report")
     sub.add_parser("down", help="remove this lab's containers and networks, and stale base images")
     fault = sub.add_parser(
@@ -195,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_shell(settings, args.shell_command)
         if args.command == "status":
             return cmd_status(settings, args.json)
+        if args.command == "pages":
+            filters = {"receiver": args.receiver or "", "alertname": args.alertname or ""}
+            return cmd_pages(settings, filters, args.json)
         if args.command == "report":
             return cmd_report(settings)
         if args.command == "down":

@@ -79,11 +79,13 @@ def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[st
     )
 
 
-def alertmanager_argv(workdir: Path, port: int, *, web_config: Path | None = None) -> list[str]:
-    """The repository's Alertmanager on 127.0.0.1:`port`, alone (no cluster peers)."""
+def alertmanager_argv(
+    workdir: Path, port: int, *, web_config: Path | None = None, config: Path | None = None
+) -> list[str]:
+    """The repository's Alertmanager (or one with `config`) on 127.0.0.1:`port`, alone."""
     argv = [
         "prometheus-alertmanager",
-        f"--config.file={MONITORING_DIR / 'alertmanager/alertmanager.yml'}",
+        f"--config.file={config or MONITORING_DIR / 'alertmanager/alertmanager.yml'}",
         f"--storage.path={workdir / 'alertmanager-data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",

@@ -1,20 +1,29 @@
-"""alertmanager.yml: valid for amtool, routes by severity, and its inhibitions work in a
-real Alertmanager."""
+"""alertmanager.yml: valid for amtool with each environment's receivers (the lab's alert
+sink, AWS's SNS topic), routes by severity and the heartbeat, refuses a pager that
+delivers nowhere, and its inhibitions work in a real Alertmanager."""
 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jinja2
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 from monitoring_services import run
 from monitoring_support import MONITORING_DIR, alert_names
 
 ALERTMANAGER_FILE = MONITORING_DIR / "alertmanager" / "alertmanager.yml"
+PLAYBOOKS = MONITORING_DIR.parent / "playbooks"
+AWS_GROUP_VARS = PLAYBOOKS / "inventories" / "aws" / "group_vars" / "all" / "main.yml"
+sys.path.insert(0, str(PLAYBOOKS / "filter_plugins"))
+
+import alertmanager_filters  # noqa: E402
 
 
 def _config() -> dict:
@@ -27,19 +36,54 @@ def test_amtool_accepts_the_config() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_commented_receiver_examples_are_valid_once_uncommented(tmp_path: Path) -> None:
-    lines = ALERTMANAGER_FILE.read_text(encoding="utf-8").splitlines()
-    start = lines.index("receivers:")
-    uncommented = lines[:start] + [re.sub(r"^(\s*)# ?", r"\1", line) for line in lines[start:]]
-    full = tmp_path / "alertmanager.yml"
-    full.write_text("\n".join(uncommented) + "\n", encoding="utf-8")
-    config = yaml.safe_load(full.read_text(encoding="utf-8"))
-    integrations = {
-        key for receiver in config["receivers"] for key in receiver if key.endswith("_configs")
+def _lab_config() -> str:
+    """alertmanager.yml as the lab's monitoring role installs it (every receiver to the sink)."""
+    routing = ALERTMANAGER_FILE.read_text(encoding="utf-8")
+    receivers = alertmanager_filters.alert_sink_receivers(routing, "http://127.0.0.1:9095")
+    return alertmanager_filters.alertmanager_config(routing, receivers, ["pager"])
+
+
+def _aws_config() -> str:
+    """alertmanager.yml as the AWS group_vars make it, with example stack outputs."""
+    group_vars = yaml.safe_load(AWS_GROUP_VARS.read_text(encoding="utf-8"))
+    context = {
+        "aws_endpoints": {"alert_topic_arn": "arn:aws:sns:eu-central-1:123456789012:shop-alerts"},
+        "vault_heartbeat_url": "https://hc-ping.example/4d1f",
     }
-    assert integrations == {"pagerduty_configs", "slack_configs", "webhook_configs"}
-    result = run(["amtool", "check-config", str(full)])
+    context["monitoring_alert_topic_region"] = jinja2.Template(
+        group_vars["monitoring_alert_topic_region"]
+    ).render(context)
+    rendered = jinja2.Template(
+        yaml.safe_dump(group_vars["monitoring_alertmanager_receivers"])
+    ).render(context)
+    routing = ALERTMANAGER_FILE.read_text(encoding="utf-8")
+    return alertmanager_filters.alertmanager_config(routing, yaml.safe_load(rendered), ["pager"])
+
+
+@pytest.mark.parametrize("environment", ["lab", "aws"])
+def test_each_environments_receivers_deliver_and_amtool_accepts_them(
+    environment: str, tmp_path: Path
+) -> None:
+    text = _lab_config() if environment == "lab" else _aws_config()
+    config = yaml.safe_load(text)
+    delivering = {r["name"] for r in config["receivers"] if any(k.endswith("_configs") for k in r)}
+    assert delivering == {"pager", "chat", "tickets", "heartbeat"}, environment
+    assert config["route"] == _config()["route"]
+    assert config["inhibit_rules"] == _config()["inhibit_rules"]
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(text, encoding="utf-8")
+    result = run(["amtool", "check-config", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_pager_that_delivers_nowhere_fails_the_install() -> None:
+    routing = ALERTMANAGER_FILE.read_text(encoding="utf-8")
+    with pytest.raises(AnsibleFilterError, match=r"\['pager'\] deliver nowhere"):
+        alertmanager_filters.alertmanager_config(routing, {}, ["pager"])
+    with pytest.raises(AnsibleFilterError, match="the routing does not have"):
+        alertmanager_filters.alertmanager_config(
+            routing, {"pagr": {"webhook_configs": [{"url": "http://x"}]}}, []
+        )
 
 
 @pytest.mark.parametrize(
@@ -48,6 +92,7 @@ def test_commented_receiver_examples_are_valid_once_uncommented(tmp_path: Path) 
         (["severity=page", "alertname=PostgresDown"], "pager,chat"),
         (["severity=ticket", "alertname=HostMemoryLow"], "tickets"),
         (["alertname=SomethingWithoutSeverity"], "null"),
+        (["alertname=Watchdog", "severity=none"], "heartbeat"),
     ],
 )
 def test_routing_by_severity(labels: list[str], receivers: str) -> None:
