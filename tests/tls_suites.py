@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import subprocess
+from pathlib import Path
+
+from local_processes import free_port, start, wait_for_port
+from tests.certificates import issue_ca_and_server_cert
 
 # CBC suites with SHA-1 or SHA-2 MACs, for RSA and ECDSA certificates alike.
 CBC_SUITES = ":".join(
@@ -70,3 +75,21 @@ def suite_in(s_client_output: str) -> str | None:
     if found is None or found.group(1) == "(NONE)":
         return None
     return found.group(1)
+
+
+def start_tls_redis(folder: Path, *redis_args: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """redis-server on 127.0.0.1 speaking TLS only, with a certificate of a new CA made in
+    `folder` and `redis_args` added: (the process, its port, the CA file)."""
+    ca, cert, key = issue_ca_and_server_cert(folder)
+    port = free_port()
+    process = start(
+        [
+            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+            "--save", "", "--appendonly", "no", *redis_args,
+        ],
+        output=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port(port, process, timeout_seconds=20)
+    return process, port, ca

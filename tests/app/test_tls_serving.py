@@ -26,7 +26,6 @@ from pydantic import ValidationError
 from app.settings import Settings
 from app.tls import harden_server_context
 from app.wiring import InsecurePartnerSettings, build_services
-from local_processes import free_port, start, wait_for_port
 from local_processes import stop as stop_process
 from tests.app.client import ShopClient
 from tests.certificates import issue_ca_and_server_cert
@@ -36,20 +35,28 @@ from tests.conftest import (
     production_shop_env,
     start_partner_sandboxes,
 )
-from tests.tls_suites import AEAD_SUITES, CBC_SUITES, agreed_suite
+from tests.tls_suites import AEAD_SUITES, CBC_SUITES, agreed_suite, start_tls_redis
+
+
+def _https_shop(
+    shop_factory: Callable[..., ShopServer], tmp_path: Path, seed_products: int
+) -> tuple[ShopServer, Path]:
+    """A shop serving HTTPS with a certificate of a new CA: (the shop, the CA file)."""
+    ca, cert, key = issue_ca_and_server_cert(tmp_path)
+    shop = shop_factory(
+        f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}",
+        workers=1,
+        seed_products=seed_products,
+        extra_env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)},
+        ca_file=str(ca),
+    )
+    return shop, ca
 
 
 async def test_the_shop_serves_https_with_its_certificate(
     shop_factory: Callable[..., ShopServer], tmp_path: Path
 ) -> None:
-    ca, cert, key = issue_ca_and_server_cert(tmp_path)
-    shop = shop_factory(
-        f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}",
-        workers=1,
-        seed_products=20,
-        extra_env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)},
-        ca_file=str(ca),
-    )
+    shop, ca = _https_shop(shop_factory, tmp_path, seed_products=20)
     assert shop.url.startswith("https://")
     async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca))) as client:
         answer = await client.get(f"{shop.url}/api/products?page_size=1")
@@ -69,26 +76,10 @@ def test_half_a_tls_configuration_is_refused(tmp_path: Path) -> None:
         Settings(tls_cert_file=cert, tls_key_file=tmp_path / "missing.key")
 
 
-def _start_tls_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    ca, cert, key = issue_ca_and_server_cert(folder)
-    port = free_port()
-    process = start(
-        [
-            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-            "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
-            "--save", "", "--appendonly", "no",
-        ],
-        output=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for_port(port, process, timeout_seconds=20)
-    return process, port, ca
-
-
 async def test_the_shop_uses_redis_over_verified_tls(
     shop_factory: Callable[..., ShopServer], tmp_path: Path
 ) -> None:
-    redis_process, port, ca = _start_tls_redis(tmp_path)
+    redis_process, port, ca = start_tls_redis(tmp_path)
     try:
         url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={quote(str(ca), safe='')}"
         shop = shop_factory(
@@ -268,14 +259,7 @@ def _starttls_with(port: int, suites: str) -> None:
 def test_the_shop_and_the_sandboxes_speak_only_aead_suites(
     shop_factory: Callable[..., ShopServer], tls_sandboxes: PartnerSandboxes, tmp_path: Path
 ) -> None:
-    ca, cert, key = issue_ca_and_server_cert(tmp_path)
-    shop = shop_factory(
-        f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}",
-        workers=1,
-        seed_products=1,
-        extra_env={"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)},
-        ca_file=str(ca),
-    )
+    shop, _ = _https_shop(shop_factory, tmp_path, seed_products=1)
     servers = {
         "shop": shop.url,
         "payments": tls_sandboxes.payments_url,

@@ -15,9 +15,8 @@ import pytest
 import yaml
 
 from app.tls import TLS12_AEAD_CIPHERS
-from local_processes import free_port, start, stop, wait_for_port
-from tests.certificates import issue_ca_and_server_cert
-from tests.tls_suites import AEAD_SUITES, CBC_SUITES, agreed_suite
+from local_processes import stop
+from tests.tls_suites import AEAD_SUITES, CBC_SUITES, agreed_suite, start_tls_redis
 
 ROLES = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
 # role -> (its cipher-list variable, the template line that must use it)
@@ -64,20 +63,12 @@ def test_the_roles_and_the_shop_agree_on_one_suite_list() -> None:
 
 
 def test_redis_with_the_role_cipher_list_refuses_cbc_suites(tmp_path: Path) -> None:
-    ca, cert, key = issue_ca_and_server_cert(tmp_path)
-    port = free_port()
-    redis = start(
-        [
-            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-            "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
-            "--tls-ciphers", _default("redis", "redis_tls12_ciphers"),
-            "--tls-prefer-server-ciphers", "yes", "--save", "", "--appendonly", "no",
-        ],
-        output=subprocess.DEVNULL,
+    redis, port, _ = start_tls_redis(
+        tmp_path,
+        "--tls-ciphers", _default("redis", "redis_tls12_ciphers"),
+        "--tls-prefer-server-ciphers", "yes",
     )  # fmt: skip
     try:
-        wait_for_port(port, redis, timeout_seconds=20)
         assert agreed_suite("127.0.0.1", port, CBC_SUITES) is None
         assert agreed_suite("127.0.0.1", port, AEAD_SUITES) in AEAD_SUITES.split(":")
     finally:
