@@ -13,10 +13,22 @@ receiver (`pager`) without any integration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 from ansible.errors import AnsibleFilterError
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's own containers and strings as plain Python ones, as PyYAML dumps them."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return str(value)
 
 
 def _integrations(entry: dict[str, Any]) -> list[str]:
@@ -28,6 +40,7 @@ def alertmanager_config(
 ) -> str:
     """alertmanager.yml (YAML text) with `receivers`' integrations in its receivers."""
     config = yaml.safe_load(routing_text)
+    receivers = _plain(receivers)
     names = [entry["name"] for entry in config.get("receivers", [])]
     unknown = sorted(set(receivers) - set(names))
     if unknown:

@@ -9,7 +9,6 @@ inventory), and a real HAProxy runs it in front of two app servers on 127.0.0.2 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import ssl
 import subprocess
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from local_processes import free_port, start, stop, wait_for_port
 from tests.certificates import issue_ca_and_server_cert
+from tests.role_templates import render_role_template
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 BIN = Path(sys.executable).parent
@@ -90,39 +89,16 @@ def _read_request(connection: socket.socket) -> str:
 
 
 def _render_edge_config(folder: Path, https_port: int, app_port: int, bundle: Path) -> Path:
+    app_servers = {
+        f"app-{n}": {"service_address": address, "topology_zone": ""}
+        for n, address in enumerate(APP_ADDRESSES, 1)
+    }
     inventory = {
         "all": {
-            "hosts": {"edge": {"ansible_connection": "local", "service_address": "127.0.0.1"}},
-            "children": {
-                "tier_app": {
-                    "hosts": {
-                        f"app-{n}": {"service_address": address, "topology_zone": ""}
-                        for n, address in enumerate(APP_ADDRESSES, 1)
-                    }
-                }
-            },
+            "hosts": {"edge": {"service_address": "127.0.0.1"}},
+            "children": {"tier_app": {"hosts": app_servers}},
         }
     }
-    (folder / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    rendered = folder / "haproxy.cfg"
-    play = [
-        {
-            "hosts": "edge",
-            "gather_facts": False,
-            "vars_files": [str(PLAYBOOKS / "roles/edge/defaults/main.yml")],
-            "tasks": [
-                {
-                    "name": "Render the edge role's haproxy.cfg",
-                    "ansible.builtin.template": {
-                        "src": str(PLAYBOOKS / "roles/edge/templates/haproxy.cfg.j2"),
-                        "dest": str(rendered),
-                        "mode": "0644",
-                    },
-                }
-            ],
-        }
-    ]
-    (folder / "render.yml").write_text(yaml.safe_dump(play))
     overrides = {
         "edge_bind_address": "127.0.0.1",
         "edge_http_port": free_port(),
@@ -134,18 +110,9 @@ def _render_edge_config(folder: Path, https_port: int, app_port: int, bundle: Pa
         "edge_certificate_bundle": str(bundle),
         "edge_stats_socket": str(folder / "admin.sock"),
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
-        "ANSIBLE_BECOME": "false",
-        "ANSIBLE_FILTER_PLUGINS": str(PLAYBOOKS / "filter_plugins"),
-    }
-    subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(folder / "inventory.yml"),
-         "-e", yaml.safe_dump(overrides, default_flow_style=True), str(folder / "render.yml")],
-        env=env, check=True, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    return rendered
+    return render_role_template(
+        "edge", "haproxy.cfg.j2", folder, overrides, inventory=inventory, host="edge"
+    )
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from ansible.errors import AnsibleFilterError
 from monitoring_services import run
 from monitoring_support import MONITORING_DIR, alert_names
 
+from tests.role_templates import RenderFailed, render_role_template
+
 ALERTMANAGER_FILE = MONITORING_DIR / "alertmanager" / "alertmanager.yml"
 PLAYBOOKS = MONITORING_DIR.parent / "playbooks"
 AWS_GROUP_VARS = PLAYBOOKS / "inventories" / "aws" / "group_vars" / "all" / "main.yml"
@@ -74,6 +76,28 @@ def test_each_environments_receivers_deliver_and_amtool_accepts_them(
     path.write_text(text, encoding="utf-8")
     result = run(["amtool", "check-config", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_monitoring_role_installs_the_routing_with_the_sinks_receivers(
+    tmp_path: Path,
+) -> None:
+    overrides = {
+        "monitoring_source_dir": str(MONITORING_DIR),
+        "monitoring_alert_sink_enabled": True,
+    }
+    rendered = render_role_template("monitoring", "alertmanager.yml.j2", tmp_path, overrides)
+    config = yaml.safe_load(rendered.read_text(encoding="utf-8"))
+    pager = next(r for r in config["receivers"] if r["name"] == "pager")
+    assert pager["webhook_configs"][0]["url"] == "http://127.0.0.1:9095/hooks/pager"
+    assert config["route"] == _config()["route"]
+    result = run(["amtool", "check-config", str(rendered)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_monitoring_role_refuses_a_pager_that_delivers_nowhere(tmp_path: Path) -> None:
+    overrides = {"monitoring_source_dir": str(MONITORING_DIR)}  # no sink, no receivers
+    with pytest.raises(RenderFailed, match="deliver nowhere"):
+        render_role_template("monitoring", "alertmanager.yml.j2", tmp_path, overrides)
 
 
 def test_a_pager_that_delivers_nowhere_fails_the_install() -> None:
