@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
-from app.tls import TLS12_AEAD_CIPHERS
+from app.sandbox.tls import PROVIDER_TLS12_CIPHERS
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -73,7 +73,7 @@ async def start_server(
         timeout_graceful_shutdown=1,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
-        ssl_ciphers=TLS12_AEAD_CIPHERS,
+        ssl_ciphers=PROVIDER_TLS12_CIPHERS,
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import topology
-from app.tls import server_context
+from app.sandbox.tls import provider_server_context
 
 
 def _port(name: str) -> int:
@@ -84,4 +84,4 @@ class SandboxSettings(BaseSettings):
     def tls_context(self) -> ssl.SSLContext | None:
         if self.tls_cert_file is None or self.tls_key_file is None:
             return None
-        return server_context(self.tls_cert_file, self.tls_key_file)
+        return provider_server_context(self.tls_cert_file, self.tls_key_file)

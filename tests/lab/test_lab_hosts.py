@@ -41,6 +41,7 @@ def expected_listeners(host) -> set[str]:
             f"*:{port('prometheus')}",
             f"*:{port('alertmanager')}",
             f"127.0.0.1:{port('blackbox_exporter')}",
+            f"127.0.0.1:{port('alert_sink')}",
         },
         "partners": {
             f"{service}:{port(name)}"
