@@ -15,13 +15,13 @@ import pytest
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
-FENCE = re.compile(r"^ *```(?P<lang>\w+)\n(?P<body>.*?)^ *```", re.M | re.S)
+FENCE = re.compile(r"^ *```(?P<lang>\w+)(?: (?P<kind>\w+))?\n(?P<body>.*?)^ *```", re.M | re.S)
 
 
-def _section_blocks(page: str, section: str, language: str) -> list[str]:
+def _blocks(page: str, kind: str, language: str) -> list[str]:
+    """The page's `language` blocks marked `kind` (```bash diagnosis), in page order."""
     text = (REPO / "runbooks" / page).read_text(encoding="utf-8")
-    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return [m["body"] for m in FENCE.finditer(body) if m["lang"] == language]
+    return [m["body"] for m in FENCE.finditer(text) if (m["lang"], m["kind"]) == (language, kind)]
 
 
 def _in_operator_shell(lab, command: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +42,7 @@ def _in_operator_shell(lab, command: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_instance_down_diagnosis_runs_as_written(lab) -> None:
-    blocks = _section_blocks("InstanceDown.md", "Diagnosis", "bash")
+    blocks = _blocks("InstanceDown.md", "diagnosis", "bash")
     assert len(blocks) == 3, blocks
     targets, host_and_unit, port_and_firewall = (_in_operator_shell(lab, b) for b in blocks)
     for result in (targets, host_and_unit, port_and_firewall):

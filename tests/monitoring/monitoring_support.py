@@ -103,10 +103,13 @@ def metric_names(expr: str) -> set[str]:
 
 # --- runbooks -----------------------------------------------------------------------------
 
-# Fenced blocks, also those indented under a list item (the mitigation steps).
+# Fenced blocks, also those indented under a list item (the mitigation steps). The info
+# string is the language, then what the block is for: ```bash diagnosis, ```sql mitigation.
 FENCE = re.compile(
-    r"^(?P<indent> *)```(?P<lang>[\w-]*)\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL
+    r"^(?P<indent> *)```(?P<lang>[\w-]*)(?: (?P<kind>[\w-]+))?\n(?P<body>.*?)^(?P=indent)```",
+    re.MULTILINE | re.DOTALL,
 )
+BLOCK_KINDS = ("diagnosis", "mitigation")
 REQUIRED_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation")
 # Pages of runbooks/ that are not about one alert.
 PROCESS_PAGES = {"README.md", "on-call.md"}
@@ -118,8 +121,19 @@ def runbook_pages() -> list[Path]:
 
 def code_blocks(path: Path) -> list[tuple[str, str]]:
     """(language, body) of every fenced block in a Markdown file."""
+    return [(lang, body) for lang, _, body, _ in marked_blocks(path)]
+
+
+def marked_blocks(path: Path) -> list[tuple[str, str, str, str]]:
+    """(language, kind, body, section) of every fenced block: kind is what its info string
+    says after the language ("" when nothing), section the `## ` heading it is under."""
     text = path.read_text(encoding="utf-8")
-    return [(m["lang"], textwrap.dedent(m["body"])) for m in FENCE.finditer(text)]
+    blocks = []
+    for m in FENCE.finditer(text):
+        headings = re.findall(r"^## (.+)$", text[: m.start()], re.MULTILINE)
+        section = headings[-1].strip() if headings else ""
+        blocks.append((m["lang"], m["kind"] or "", textwrap.dedent(m["body"]), section))
+    return blocks
 
 
 def promql_statements(body: str) -> list[str]:

@@ -12,11 +12,13 @@ import pytest
 import yaml
 from monitoring_services import run
 from monitoring_support import (
+    BLOCK_KINDS,
     REQUIRED_SECTIONS,
     RUNBOOKS_DIR,
     alert_names,
     alerting_rules,
     code_blocks,
+    marked_blocks,
     promql_statements,
     runbook_pages,
 )
@@ -256,3 +258,17 @@ def test_remote_commands_survive_ssh_joining_their_words() -> None:
         if len(words) > 1 and any(REMOTE_SHELL_SPECIAL.search(word) for word in words)
     ]
     assert broken == []
+
+
+@pytest.mark.parametrize("page", runbook_pages(), ids=lambda p: p.name)
+def test_every_command_block_says_whether_it_diagnoses_or_mitigates(page: Path) -> None:
+    """The info string after the language (```bash mitigation) is what the drills read:
+    they run a page's mitigation blocks from the page itself."""
+    blocks = marked_blocks(page)
+    unmarked = [(lang, section) for lang, kind, _, section in blocks if kind not in BLOCK_KINDS]
+    assert unmarked == [], "mark each block `diagnosis` or `mitigation`"
+    # looking never changes anything: no mitigation among the Diagnosis commands
+    assert [b for b in blocks if b[3] == "Diagnosis" and b[1] == "mitigation"] == []
+    assert [b for b in blocks if b[3] == "Mitigation" and b[1] == "diagnosis"] == [], (
+        "a check after a fix belongs to its mitigation block"
+    )
