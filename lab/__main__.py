@@ -161,11 +161,12 @@ def _prune_stale_images() -> list[str]:
 
 def cmd_shell(settings: LabSettings, command: str | None) -> int:
     """The operator's shell (or one command in it): runbook commands run as written."""
-    if not podman.exists("container", settings.container(next(iter(plan(settings))))):
+    planned = plan(settings)
+    if not all(podman.exists("container", settings.container(name)) for name in planned):
         print(f"lab: lab {settings.name} is not up: run make lab first", file=sys.stderr)
         return 2
     monitoring_access.write_client_files(settings)
-    operator_shell.write(settings, plan(settings))
+    operator_shell.write(settings, planned)
     argv = operator_shell.shell_argv(settings, command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with the operator's bash

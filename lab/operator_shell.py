@@ -33,6 +33,14 @@ def operator_dir(settings: LabSettings) -> Path:
     return settings.state_dir / "operator"
 
 
+def ssh_config_file(settings: LabSettings) -> Path:
+    return operator_dir(settings) / "ssh_config"
+
+
+def bin_dir(settings: LabSettings) -> Path:
+    return operator_dir(settings) / "bin"
+
+
 def bashrc_file(settings: LabSettings) -> Path:
     return operator_dir(settings) / "bashrc"
 
@@ -65,36 +73,35 @@ def wrapper_text(client: str, ssh_config: Path) -> str:
     return f'#!/bin/sh\nexec {binary} -F {shlex.quote(str(ssh_config))} "$@"\n'
 
 
-def _env_text(settings: LabSettings, bin_dir: Path) -> str:
+def _env_text(settings: LabSettings) -> str:
     urls = status.urls(settings)
     exports = {
         "LAB_NAME": settings.name,
-        "LAB_SSH_CONFIG": str(operator_dir(settings) / "ssh_config"),
+        "LAB_SSH_CONFIG": str(ssh_config_file(settings)),
         "PROMETHEUS_URL": urls.get("prometheus", "").rstrip("/"),
         "ALERTMANAGER_URL": urls.get("alertmanager", "").rstrip("/"),
         "MONITORING_CURL_CONFIG": str(monitoring_access.curl_config_file(settings)),
         "MONITORING_HTTP_CONFIG": str(monitoring_access.http_config_file(settings)),
     }
     lines = [f"# source this file: the runbooks' commands then run against lab {settings.name}"]
-    lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
+    lines.append(f'export PATH={shlex.quote(str(bin_dir(settings)))}:"$PATH"')
     lines += [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
     return "\n".join(lines) + "\n"
 
 
 def write(settings: LabSettings, hosts: dict[str, HostPlan]) -> dict[str, Path]:
     """Write the operator's files for the running lab; returns them by name."""
-    folder = operator_dir(settings)
-    bin_dir = folder / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    ssh_config = folder / "ssh_config"
+    wrappers = bin_dir(settings)
+    wrappers.mkdir(parents=True, exist_ok=True)
+    ssh_config = ssh_config_file(settings)
     ssh_ports = {name: loopback_ports(settings, name)[SSH_PORT] for name in hosts}
     ssh_config.write_text(ssh_config_text(settings, ssh_ports), encoding="utf-8")
     for client in ("ssh", "scp"):
-        wrapper = bin_dir / client
+        wrapper = wrappers / client
         wrapper.write_text(wrapper_text(client, ssh_config), encoding="utf-8")
         wrapper.chmod(0o755)
     env = env_file(settings)
-    env.write_text(_env_text(settings, bin_dir), encoding="utf-8")
+    env.write_text(_env_text(settings), encoding="utf-8")
     bashrc = bashrc_file(settings)
     bashrc.write_text(
         "[ -f ~/.bashrc ] && . ~/.bashrc\n"
