@@ -190,6 +190,19 @@ lab: deps ## The production shape on this machine: build, converge twice, verify
 	LAB_REUSE=1 $(BIN)/pytest -m lab tests/lab -q
 	$(PY) -m lab report
 
+.PHONY: lab-up
+lab-up: $(STAMP_PY) ## Create the lab's hosts, or start those that are stopped (no converge)
+	$(PY) -m lab up
+
+.PHONY: lab-fault
+lab-fault: $(STAMP_PY) ## Bring a fault into the lab (FAULT=zone-down|cache-down|payment-outage|...; CLEAR=1 clears it)
+	@test -n "$(FAULT)" || { $(PY) -m drills list; echo 'usage: make lab-fault FAULT=<fault> [CLEAR=1]'; exit 2; }
+	$(PY) -m drills fault $(FAULT) $(if $(CLEAR),--clear)
+
+.PHONY: lab-drills
+lab-drills: $(STAMP_PY) ## Fault drills on the lab under load, report in reports/drills/ (DRILL=<name> for one)
+	$(PY) -m drills run $(DRILL)
+
 .PHONY: lab-status
 lab-status: ## Lab hosts, networks, addresses, health, firing alerts, memory (JSON=1 for JSON)
 	@$(PY) -m lab status $(if $(JSON),--json)

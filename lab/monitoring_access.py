@@ -50,6 +50,9 @@ class MonitoringAccess:
     def session(self) -> requests.Session:
         """A requests session that verifies the lab's CA and logs in as the operator."""
         session = requests.Session()
+        # Not the environment's: requests lets REQUESTS_CA_BUNDLE (set on many machines,
+        # this one included) override a session's own `verify` on every request.
+        session.trust_env = False
         session.verify = str(self.ca_file)
         session.auth = self.auth()
         return session

@@ -94,7 +94,9 @@ def write(settings: LabSettings, hosts: dict[str, HostPlan]) -> dict[str, Path]:
     wrappers = bin_dir(settings)
     wrappers.mkdir(parents=True, exist_ok=True)
     ssh_config = ssh_config_file(settings)
-    ssh_ports = {name: loopback_ports(settings, name)[SSH_PORT] for name in hosts}
+    # A stopped host (the zone-down drill) publishes no port: it has no entry until it is back.
+    published = {name: loopback_ports(settings, name).get(SSH_PORT) for name in hosts}
+    ssh_ports = {name: port for name, port in published.items() if port}
     ssh_config.write_text(ssh_config_text(settings, ssh_ports), encoding="utf-8")
     for client in ("ssh", "scp"):
         wrapper = wrappers / client

@@ -21,7 +21,7 @@ import pyotp
 from locust import FastHttpUser, task
 from locust.exception import RescheduleTask
 
-from loadtests import routes
+from loadtests import ledger, routes
 from loadtests.catalog import TestCatalog, build_catalog, product_count
 from loadtests.config import load_profiles
 from loadtests.routes import Route
@@ -50,6 +50,8 @@ PAYMENT_TOKEN_PREFIX = {"card": "tok_lt_", "wallet": "wallet_lt_", "crypto": "cr
 # velocity rules would rightly challenge one who did. A registered shopper who has
 # bought this often leaves, and a new customer (new account, card, address) arrives.
 ORDERS_PER_CUSTOMER = 3
+# What customers were told, for the drills (loadtests/ledger.py); None outside a drill.
+LEDGER = ledger.from_env()
 # Each shopper browses from its own address (RFC 2544 benchmarking range), sent as
 # X-Forwarded-For: the shop trusts it from loopback and the lab edge, and per-IP
 # throttles and fraud rules then see many customers, as in production.
@@ -344,6 +346,8 @@ class RegisteredShopper(Shopper):
             "payment": {"channel": channel, "token": self.payment_tokens[channel]},
         }
         attempt = {"Idempotency-Key": str(uuid.uuid4())}
+        if LEDGER:
+            LEDGER.checkout_attempted(attempt["Idempotency-Key"])
         order = self.call(
             routes.CHECKOUT,
             "/api/checkout",
@@ -363,6 +367,8 @@ class RegisteredShopper(Shopper):
                 headers=attempt,
                 expect=(201,),
             )
+        if LEDGER:
+            LEDGER.checkout_confirmed(attempt["Idempotency-Key"], order["id"])
         self.order_ids.append(order["id"])
         self.cart_skus.clear()
 

@@ -23,7 +23,7 @@ from locust.runners import WorkerRunner
 from loadtests import safety
 from loadtests.config import REPO_ROOT, ConfigError, load_profiles, parse_duration
 from loadtests.gates import load_gate_spec, parse_overrides
-from loadtests.journeys import AnonymousShopper, RegisteredShopper  # noqa: F401
+from loadtests.journeys import LEDGER, AnonymousShopper, RegisteredShopper  # noqa: F401
 from loadtests.phases import plan
 from loadtests.recorder import RunRecorder
 from loadtests.resources import TargetProbe
@@ -144,6 +144,20 @@ def _on_init(environment: Environment, **_: object) -> None:
         context.phases[-1].end_s,
         context.run_dir,
     )
+
+
+@events.request.add_listener
+def _on_request(
+    name: str,
+    response_time: float,
+    start_time: float,
+    response: object = None,
+    exception: BaseException | None = None,
+    **_: object,
+) -> None:
+    if LEDGER is not None:
+        status = getattr(response, "status_code", 0) or 0
+        LEDGER.request(name, start_time, response_time, status, exception and str(exception))
 
 
 @events.test_start.add_listener

@@ -46,8 +46,14 @@ TEST_SEED_PRODUCTS = 300
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the built lab run last, in their own order: once built, its containers
     keep two cores busy until the session ends, which doubled the time of every suite
-    that ran after them. (`make test` goes further and gives them a session of their own.)"""
-    items.sort(key=lambda item: item.get_closest_marker("lab") is not None)
+    that ran after them. (`make test` goes further and gives them a session of their own.)
+    The fault drills come last of all: they need the lab as the other tests leave it."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("lab") is not None,
+            item.get_closest_marker("drill") is not None,
+        )
+    )
 
 
 # --- PostgreSQL -------------------------------------------------------------

@@ -6,22 +6,21 @@ its shop unit running, the port answering from mon, the firewall rule for it."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from monitoring import runbook_blocks
+
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
-FENCE = re.compile(r"^ *```(?P<lang>\w+)(?: (?P<kind>\w+))?\n(?P<body>.*?)^ *```", re.M | re.S)
 
 
 def _blocks(page: str, kind: str, language: str) -> list[str]:
     """The page's `language` blocks marked `kind` (```bash diagnosis), in page order."""
-    text = (REPO / "runbooks" / page).read_text(encoding="utf-8")
-    return [m["body"] for m in FENCE.finditer(text) if (m["lang"], m["kind"]) == (language, kind)]
+    return [b.body for b in runbook_blocks.blocks_of(REPO / "runbooks" / page, language, kind)]
 
 
 def _in_operator_shell(lab, command: str) -> subprocess.CompletedProcess[str]:

@@ -3,14 +3,15 @@ and the metric names and job names a PromQL expression refers to."""
 
 from __future__ import annotations
 
-import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import promql_parser
 import yaml
+
+from monitoring import runbook_blocks
+from monitoring.runbook_blocks import BLOCK_KINDS, FENCE  # noqa: F401 (re-exported)
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 MONITORING_DIR = REPO_DIR / "monitoring"
@@ -103,13 +104,6 @@ def metric_names(expr: str) -> set[str]:
 
 # --- runbooks -----------------------------------------------------------------------------
 
-# Fenced blocks, also those indented under a list item (the mitigation steps). The info
-# string is the language, then what the block is for: ```bash diagnosis, ```sql mitigation.
-FENCE = re.compile(
-    r"^(?P<indent> *)```(?P<lang>[\w-]*)(?: (?P<kind>[\w-]+))?\n(?P<body>.*?)^(?P=indent)```",
-    re.MULTILINE | re.DOTALL,
-)
-BLOCK_KINDS = ("diagnosis", "mitigation")
 REQUIRED_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation")
 # Pages of runbooks/ that are not about one alert.
 PROCESS_PAGES = {"README.md", "on-call.md"}
@@ -125,15 +119,8 @@ def code_blocks(path: Path) -> list[tuple[str, str]]:
 
 
 def marked_blocks(path: Path) -> list[tuple[str, str, str, str]]:
-    """(language, kind, body, section) of every fenced block: kind is what its info string
-    says after the language ("" when nothing), section the `## ` heading it is under."""
-    text = path.read_text(encoding="utf-8")
-    blocks = []
-    for m in FENCE.finditer(text):
-        headings = re.findall(r"^## (.+)$", text[: m.start()], re.MULTILINE)
-        section = headings[-1].strip() if headings else ""
-        blocks.append((m["lang"], m["kind"] or "", textwrap.dedent(m["body"]), section))
-    return blocks
+    """(language, kind, body, section) of every fenced block (monitoring/runbook_blocks.py)."""
+    return [(b.lang, b.kind, b.body, b.section) for b in runbook_blocks.marked_blocks(path)]
 
 
 def promql_statements(body: str) -> list[str]:

@@ -1,0 +1,119 @@
+"""Every order accounted for after a drill: what the customers were told (the load's
+ledger, loadtests/ledger.py) against the shop's database, and the shop's own reconciler
+(`python -m app reconcile`, run as the PaymentCircuitOpen runbook runs it) for the
+payment ledgers and the mail outbox.
+
+A discrepancy is any of: an order a customer was told succeeded (201 with its id) that
+is missing, exists twice or under another id, or does not keep money; its confirmation
+mail neither sent nor queued; a line of the reconciler (paid without a charge, a charge
+without an order, a double capture, a refund missing, a mail missing).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import topology
+from lab import podman
+from loadtests import ledger
+
+from . import lab_access, runbook
+
+MONEY_KEPT = ("paid", "packed", "shipped", "delivered", "refund_pending")
+MAIL_OK = ("pending", "sent")
+# The runbook block that runs the reconciler on an app server (exit 0: no discrepancy).
+RECONCILE_RUNBOOK = "PaymentCircuitOpen"
+RECONCILE_EXPECT = "python -m app reconcile"
+
+
+@dataclass
+class Accounting:
+    requests_sent: int = 0
+    requests_failed: int = 0
+    checkouts_attempted: int = 0
+    checkouts_confirmed: int = 0
+    orders_in_database: int = 0  # of the attempts on the ledger
+    orders_paid: int = 0
+    mails_sent_or_queued: int = 0
+    reconcile_exit: int | None = None
+    discrepancies: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _psql(sql: str) -> list[list[str]]:
+    (db,) = [h.name for h in lab_access.hosts_in("data")]
+    port = str(topology.load().port("postgres"))
+    result = podman.exec_in(
+        lab_access.settings().container(db),
+        ["sudo", "-u", "postgres", "psql", "-p", port, "-d", "shop", "-AtX", "-F", "\t", "-c", sql],
+    )
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+
+def _orders_for(keys: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Idempotency key -> the orders with it, their status and confirmation mail's state."""
+    if not keys:
+        return {}
+    # The keys are the load's own UUIDs; anything else in the ledger is refused here.
+    quoted = ",".join(f"'{uuid.UUID(key)}'" for key in keys)
+    rows = _psql(
+        "SELECT o.idempotency_key, o.id, o.status, coalesce(m.state, '') FROM orders o "  # noqa: S608 - UUIDs only
+        "LEFT JOIN mail_outbox m ON m.dedupe_key = 'order:' || o.reference || ':confirmation' "
+        f"WHERE o.idempotency_key IN ({quoted})"
+    )
+    found: dict[str, list[dict[str, str]]] = {}
+    for key, order_id, status, mail in rows:
+        found.setdefault(key, []).append({"id": order_id, "status": status, "mail": mail})
+    return found
+
+
+def account(load_dir: Path) -> Accounting:
+    """The drill's books, from its load's ledger, the database and the reconciler."""
+    books = Accounting()
+    requests = ledger.read_lines(load_dir / ledger.REQUESTS_FILE)
+    books.requests_sent = len(requests)
+    books.requests_failed = sum(1 for r in requests if r.get("error"))
+    checkouts = ledger.read_lines(load_dir / ledger.CHECKOUTS_FILE)
+    attempted = [c["key"] for c in checkouts if c["event"] == "attempted"]
+    confirmed = {c["key"]: c["order_id"] for c in checkouts if c["event"] == "confirmed"}
+    books.checkouts_attempted = len(attempted)
+    books.checkouts_confirmed = len(confirmed)
+    orders = _orders_for(attempted)
+    books.orders_in_database = sum(len(found) for found in orders.values())
+    books.orders_paid = sum(
+        1 for found in orders.values() for o in found if o["status"] in MONEY_KEPT
+    )
+    books.mails_sent_or_queued = sum(
+        1 for found in orders.values() for o in found if o["mail"] in MAIL_OK
+    )
+    for key, order_id in sorted(confirmed.items()):
+        found = orders.get(key, [])
+        if len(found) != 1:
+            books.discrepancies.append(f"confirmed order {order_id} ({key}): {len(found)} rows")
+            continue
+        (order,) = found
+        if int(order["id"]) != order_id:
+            books.discrepancies.append(f"confirmed order {order_id} ({key}) is {order['id']}")
+        if order["status"] not in MONEY_KEPT:
+            books.discrepancies.append(f"confirmed order {order_id} is {order['status']}")
+        if order["mail"] not in MAIL_OK:
+            state = order["mail"] or "missing"
+            books.discrepancies.append(f"confirmed order {order_id}: confirmation mail {state}")
+    reconciled = runbook.run_mitigation(RECONCILE_RUNBOOK, 1, RECONCILE_EXPECT, check=False)
+    books.reconcile_exit = reconciled["exit_code"]
+    if reconciled["exit_code"] != 0:
+        lines = [line for line in reconciled["stdout"].splitlines() if line.strip()]
+        books.discrepancies += [f"reconcile: {line}" for line in lines] or [
+            f"reconcile exited {reconciled['exit_code']}: {reconciled['stderr'][-500:]}"
+        ]
+    return books
+
+
+def write(books: Accounting, path: Path) -> None:
+    path.write_text(json.dumps(books.as_dict(), indent=2) + "\n", encoding="utf-8")
