@@ -8,8 +8,10 @@ and, through drills/run.py's verdict, the drill.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,24 @@ def _fault_at(configuration: dict[str, Any]) -> float:
     return float(at)
 
 
+def _step(activity: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A step of the drill's story: skipped once an earlier one failed (the rollbacks
+    still clear the fault), and its own failure recorded for the steps after it."""
+
+    @functools.wraps(activity)
+    def step(*args: Any, configuration: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        failed = _state(configuration).get("failed")
+        if failed:
+            raise DrillFailed(f"skipped: {failed}")
+        try:
+            return activity(*args, configuration=configuration, **kwargs)
+        except Exception as error:
+            _remember(configuration, failed=f"{activity.__name__}: {error}")
+            raise
+
+    return step
+
+
 # --- budgets from the rules and the routing ---------------------------------------------
 
 
@@ -76,21 +96,24 @@ def alert_rule(alert: str) -> dict[str, Any]:
     raise DrillFailed(f"no alert rule {alert} in {RULES_DIR}")
 
 
-def _intervals() -> tuple[float, float]:
-    """Prometheus's scrape and evaluation intervals, as the lab's runs them."""
-    config = yaml.safe_load(lab_access.prometheus("api/v1/status/config")["yaml"])
-    scrape = parse_duration(config["global"]["scrape_interval"])
-    evaluation = parse_duration(config["global"]["evaluation_interval"])
-    return scrape, evaluation
+def _intervals() -> tuple[float, float, float]:
+    """Prometheus's scrape interval, scrape timeout and evaluation interval in the lab."""
+    config = yaml.safe_load(lab_access.prometheus("api/v1/status/config")["yaml"])["global"]
+    return (
+        parse_duration(config["scrape_interval"]),
+        parse_duration(config["scrape_timeout"]),
+        parse_duration(config["evaluation_interval"]),
+    )
 
 
 def fire_budget_s(alert: str, onset_s: float = 0.0) -> float:
     """The latest an alert may fire after its fault: `onset_s` for the fault to show in the
-    metric (a rate's window, a breaker opening), a scrape, an evaluation to turn pending,
-    its `for`, one more evaluation to fire, and our polling."""
-    scrape, evaluation = _intervals()
+    metric (a rate's window, a breaker opening), the next scrape and its timeout (a host
+    that is gone answers nothing), an evaluation to turn pending, its `for`, one more
+    evaluation to fire, and our polling."""
+    scrape, scrape_timeout, evaluation = _intervals()
     hold = parse_duration(alert_rule(alert)["for"]) if "for" in alert_rule(alert) else 0.0
-    return onset_s + scrape + 2 * evaluation + hold + POLL_S
+    return onset_s + scrape + scrape_timeout + 2 * evaluation + hold + POLL_S
 
 
 def group_wait_s(severity: str) -> float:
@@ -157,6 +180,7 @@ def _firing(alert: str, labels: dict[str, str] | None = None) -> list[dict[str, 
     ]
 
 
+@_step
 def wait_for_alert(
     alert: str,
     configuration: dict[str, Any],
@@ -182,6 +206,7 @@ def wait_for_alert(
         time.sleep(POLL_S)
 
 
+@_step
 def wait_for_notification(
     alert: str,
     receiver: str,
@@ -231,6 +256,7 @@ def note_onset(alert: str, onset_s: float, configuration: dict[str, Any]) -> dic
     return {"alert": alert, "onset_s": onset_s}
 
 
+@_step
 def wait_for_inhibition(
     alert: str,
     by: str,
@@ -264,6 +290,7 @@ def wait_for_inhibition(
     return {"alert": alert, "inhibited_by": by, "seen_at": now, "count": len(inhibited)}
 
 
+@_step
 def wait_until_resolved(
     alerts: list[str], configuration: dict[str, Any], timeout_s: float = 600
 ) -> dict[str, Any]:
@@ -282,6 +309,7 @@ def wait_until_resolved(
         time.sleep(POLL_S)
 
 
+@_step
 def run_mitigation(
     runbook_page: str, block: int, expect: str, configuration: dict[str, Any]
 ) -> dict[str, Any]:
@@ -293,10 +321,17 @@ def run_mitigation(
 # --- steady state -----------------------------------------------------------------------
 
 
-def alerts_quiet(alerts: list[str]) -> bool:
-    """None of `alerts` pending or firing."""
-    names = {a["labels"]["alertname"] for a in lab_access.prometheus_alerts()}
-    return not names & set(alerts)
+def alerts_quiet(alerts: list[str], wait_s: float = 360) -> bool:
+    """None of `alerts` pending or firing, within `wait_s` (what an earlier fault left in
+    a rate's window clears by itself)."""
+    deadline = time.time() + wait_s
+    while True:
+        names = {a["labels"]["alertname"] for a in lab_access.prometheus_alerts()}
+        if not names & set(alerts):
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(POLL_S)
 
 
 def shop_answers() -> bool:
@@ -341,6 +376,24 @@ def assert_failed_ratio_at_most(max_ratio: float, configuration: dict[str, Any])
     if ratio > max_ratio:
         raise DrillFailed(f"{ratio:.2%} of the shoppers' requests failed (at most {max_ratio:.2%})")
     return {"failed_ratio": ratio, "max_ratio": max_ratio}
+
+
+def assert_failures_fast(
+    max_ms: float, statuses: list[int], configuration: dict[str, Any]
+) -> dict[str, Any]:
+    """Every failed request was answered, quickly, with one of `statuses` (a fast 503,
+    not a hang or a 500)."""
+    lines = ledger.read_lines(_drill_dir(configuration) / "load" / ledger.REQUESTS_FILE)
+    failed = [r for r in lines if r.get("error")]
+    wrong = [r for r in failed if r["status"] not in statuses or r["ms"] > max_ms]
+    if wrong:
+        sample = [(r["name"], r["status"], r["ms"]) for r in wrong[:10]]
+        raise DrillFailed(
+            f"{len(wrong)} of {len(failed)} failed requests were not {statuses} "
+            f"within {max_ms:.0f} ms: {sample}"
+        )
+    slowest = max((r["ms"] for r in failed), default=0.0)
+    return {"failed": len(failed), "statuses": statuses, "slowest_ms": slowest}
 
 
 def assert_orders_accounted(configuration: dict[str, Any]) -> dict[str, Any]:

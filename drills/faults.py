@@ -103,6 +103,7 @@ def _knob_fault(name: str, service: str, knobs: list[str], description: str) -> 
 
 # --- the catalogue ----------------------------------------------------------------------
 
+POSTGRES_UNIT = "postgresql@15-main"  # Debian 12's cluster, as the runbooks name it
 ZONE = "b"  # the zone a zone-down takes away (the edge keeps serving from the other)
 
 FAULTS: dict[str, Fault] = {
@@ -119,6 +120,12 @@ FAULTS: dict[str, Fault] = {
             "Redis stops on the data host",
             bring=lambda: _systemctl(_host_of("data"), "stop", "redis-server"),
             clear=lambda: _systemctl(_host_of("data"), "start", "redis-server"),
+        ),
+        Fault(
+            "db-down",
+            "PostgreSQL stops on the data host",
+            bring=lambda: _systemctl(_host_of("data"), "stop", POSTGRES_UNIT),
+            clear=lambda: _systemctl(_host_of("data"), "start", POSTGRES_UNIT),
         ),
         _knob_fault(
             "payment-outage",
