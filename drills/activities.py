@@ -343,11 +343,12 @@ def shop_answers() -> bool:
 
 
 def failed_request_ratio(configuration: dict[str, Any]) -> float:
-    """Failed requests / requests the shoppers sent, over the whole drill."""
+    """Requests the shop did not serve (no answer, a 5xx) / requests the shoppers sent,
+    over the whole drill; refusals (a 4xx such as a fraud block) are the shop working."""
     lines = ledger.read_lines(_drill_dir(configuration) / "load" / ledger.REQUESTS_FILE)
     if not lines:
         raise DrillFailed("the load recorded no request")
-    return sum(1 for r in lines if r.get("error")) / len(lines)
+    return sum(1 for r in lines if ledger.unavailable(r)) / len(lines)
 
 
 def orders_accounted(configuration: dict[str, Any]) -> int:
@@ -384,7 +385,7 @@ def assert_failures_fast(
     """Every failed request was answered, quickly, with one of `statuses` (a fast 503,
     not a hang or a 500)."""
     lines = ledger.read_lines(_drill_dir(configuration) / "load" / ledger.REQUESTS_FILE)
-    failed = [r for r in lines if r.get("error")]
+    failed = [r for r in lines if ledger.unavailable(r)]
     wrong = [r for r in failed if r["status"] not in statuses or r["ms"] > max_ms]
     if wrong:
         sample = [(r["name"], r["status"], r["ms"]) for r in wrong[:10]]

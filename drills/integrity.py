@@ -33,7 +33,8 @@ RECONCILE_EXPECT = "python -m app reconcile"
 @dataclass
 class Accounting:
     requests_sent: int = 0
-    requests_failed: int = 0
+    requests_failed: int = 0  # no answer or a 5xx (loadtests.ledger.unavailable)
+    requests_refused: int = 0  # another unexpected answer, a 4xx (a fraud block, say)
     checkouts_attempted: int = 0
     checkouts_confirmed: int = 0
     orders_in_database: int = 0  # of the attempts on the ledger
@@ -78,7 +79,8 @@ def account(load_dir: Path) -> Accounting:
     books = Accounting()
     requests = ledger.read_lines(load_dir / ledger.REQUESTS_FILE)
     books.requests_sent = len(requests)
-    books.requests_failed = sum(1 for r in requests if r.get("error"))
+    books.requests_failed = sum(1 for r in requests if ledger.unavailable(r))
+    books.requests_refused = sum(1 for r in requests if r.get("error")) - books.requests_failed
     checkouts = ledger.read_lines(load_dir / ledger.CHECKOUTS_FILE)
     attempted = [c["key"] for c in checkouts if c["event"] == "attempted"]
     confirmed = {c["key"]: c["order_id"] for c in checkouts if c["event"] == "confirmed"}

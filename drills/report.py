@@ -138,7 +138,9 @@ def plot_timeline(summary: dict[str, Any], drill_dir: Path) -> Path | None:
     for r in lines:
         bins.setdefault(int((r["t"] - start) // BIN_S), []).append(r)
     xs = [b * BIN_S for b in sorted(bins)]
-    failed = [100 * sum(1 for r in bins[b] if r.get("error")) / len(bins[b]) for b in sorted(bins)]
+    failed = [
+        100 * sum(1 for r in bins[b] if ledger.unavailable(r)) / len(bins[b]) for b in sorted(bins)
+    ]
     p95 = [
         statistics.quantiles([r["ms"] for r in bins[b]], n=20)[-1]
         if len(bins[b]) > 1
@@ -147,7 +149,7 @@ def plot_timeline(summary: dict[str, Any], drill_dir: Path) -> Path | None:
     ]
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 5))
     top.plot(xs, failed, color="tab:red")
-    top.set_ylabel("failed requests (%)")
+    top.set_ylabel("failed requests (%)\n(5xx, no answer)")
     top.set_ylim(0, max(1.0, max(failed) * 1.2))
     bottom.plot(xs, p95, color="tab:blue")
     bottom.set_ylabel("p95 latency (ms)")

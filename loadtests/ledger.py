@@ -57,6 +57,12 @@ def from_env() -> Ledger | None:
     return Ledger(Path(folder)) if folder else None
 
 
+def unavailable(entry: dict[str, Any]) -> bool:
+    """The shop did not serve it: no answer, or a 5xx (what the availability SLO counts).
+    A 4xx the journey did not expect (a fraud block, say) is a refusal, not an outage."""
+    return bool(entry.get("error")) and (entry["status"] == 0 or entry["status"] >= 500)
+
+
 def read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from drills import activities, faults, report, run, runbook
+from loadtests import ledger
 
 EXPERIMENTS = sorted(run.EXPERIMENTS_DIR.glob("*.yaml"))
 
@@ -124,3 +125,16 @@ def test_the_verdict_fails_a_drill_whose_journal_shows_a_failure(journal, proble
 
 def test_the_verdict_passes_a_clean_journal() -> None:
     assert report.verdict(_journal(["succeeded", "succeeded"])) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "unavailable"),
+    [
+        ({"status": 200}, False),
+        ({"status": 503, "error": "HTTP 503"}, True),
+        ({"status": 0, "error": "ConnectionRefusedError"}, True),
+        ({"status": 403, "error": "checkout refused: forbidden"}, False),  # a fraud block
+    ],
+)
+def test_only_what_the_shop_did_not_serve_counts_as_failed(entry, unavailable) -> None:
+    assert ledger.unavailable(entry) is unavailable
