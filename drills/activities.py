@@ -190,6 +190,7 @@ def wait_for_alert(
     """Until `alert` fires in Prometheus; past its budget the drill fails."""
     fault_at = _fault_at(configuration)
     budget = fire_budget_s(alert, onset_s)
+    _remember(configuration, **{f"fire_budget_{alert}": budget})
     while True:
         firing = _firing(alert, labels)
         now = time.time()
@@ -214,11 +215,11 @@ def wait_for_notification(
     slack_s: float = 60.0,
 ) -> dict[str, Any]:
     """Until the lab's pager holds `alert` for `receiver`, with the severity the routing
-    sends there and a runbook link that opens; its budget: the fire budget, the route's
-    group_wait and `slack_s`."""
+    sends there and a runbook link that opens; its budget: the fire budget wait_for_alert
+    used, the route's group_wait and `slack_s`."""
     fault_at = _fault_at(configuration)
     severity = alert_rule(alert)["labels"]["severity"]
-    budget = fire_budget_s(alert, _state(configuration).get(f"onset_{alert}", 0.0))
+    budget = _state(configuration).get(f"fire_budget_{alert}") or fire_budget_s(alert)
     budget += group_wait_s(severity) + slack_s
     while True:
         rows = [
@@ -248,12 +249,6 @@ def wait_for_notification(
         if now - fault_at > budget:
             raise DrillFailed(f"no {alert} notification reached {receiver} in {budget:.0f} s")
         time.sleep(POLL_S)
-
-
-def note_onset(alert: str, onset_s: float, configuration: dict[str, Any]) -> dict[str, Any]:
-    """Record how long the fault takes to show in `alert`'s metric (for its budgets)."""
-    _remember(configuration, **{f"onset_{alert}": onset_s})
-    return {"alert": alert, "onset_s": onset_s}
 
 
 @_step

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,6 @@ from loadtests import ledger
 from . import activities
 
 BIN_S = 10
-
-
-def _epoch(text: str | None) -> float | None:
-    return datetime.fromisoformat(text).timestamp() if text else None
 
 
 def _outputs(journal: dict[str, Any]) -> dict[str, Any]:
