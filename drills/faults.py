@@ -16,12 +16,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import topology
-from lab import podman
+from lab import podman, sandbox_knobs
 
 from . import lab_access
-
-SHOP_VENV = "/opt/shop/current/venv"  # where the shop role installs the release
 
 
 class FaultError(RuntimeError):
@@ -83,11 +80,7 @@ def _zone_up(zone: str) -> None:
 
 
 def _knobs(*args: str) -> None:
-    """`python -m app.sandbox.knobs` on the partners host (its admin port is open to it)."""
-    partners = _host_of("partners")
-    admin = f"http://{partners}:{topology.load().port('partners_metrics')}"
-    command = ["sudo", "-u", "shop", f"{SHOP_VENV}/bin/python", "-m", "app.sandbox.knobs"]
-    result = podman.exec_in(_container(partners), [*command, "--admin", admin, *args], check=False)
+    result = sandbox_knobs.run(lab_access.settings(), list(args))
     if result.returncode != 0:
         raise FaultError(f"knobs {' '.join(args)}: {result.stderr.strip() or result.stdout}")
 

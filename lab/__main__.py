@@ -12,8 +12,6 @@ import os
 import sys
 import time
 
-import topology
-
 from . import (
     converge,
     hosts,
@@ -23,14 +21,12 @@ from . import (
     operator_shell,
     pages,
     podman,
+    sandbox_knobs,
     status,
 )
 from .layout import plan
 from .podman import PodmanError
 from .settings import LabSettings, SettingsError, from_env
-
-# Where the shop role installs the current release (playbooks/roles/shop_release).
-SHOP_VENV = "/opt/shop/current/venv"
 
 
 def cmd_up(settings: LabSettings) -> int:
@@ -125,19 +121,7 @@ def cmd_report(settings: LabSettings) -> int:
 
 
 def cmd_fault(settings: LabSettings, knobs_args: list[str]) -> int:
-    """The sandboxes' fault knobs (`app.sandbox.knobs`), run on the partners host itself.
-
-    The admin port is open only to the mgmt tier, so this machine cannot reach it; the
-    partners host runs the same release, CLI included, and reaches its own admin port.
-    """
-    host = next((h for h in plan(settings).values() if h.tier == "partners"), None)
-    if host is None:
-        raise hosts.LabError("the topology's lab has no host in the partners tier")
-    admin = f"http://{host.name}:{topology.load().port('partners_metrics')}"
-    command = ["sudo", "-u", "shop", f"{SHOP_VENV}/bin/python", "-m", "app.sandbox.knobs"]
-    result = podman.exec_in(
-        settings.container(host.name), [*command, "--admin", admin, *knobs_args], check=False
-    )
+    result = sandbox_knobs.run(settings, knobs_args)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode
