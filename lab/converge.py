@@ -62,13 +62,23 @@ def parse_recap(output: str) -> dict[str, HostRecap]:
     return recap
 
 
+# The venv's ansible-playbook, which must find the venv's modules (topology, cryptography).
+ANSIBLE_BIN = Path(sys.executable).parent
+
+
+def ansible_variables(settings: LabSettings) -> dict[str, str]:
+    """What points ansible-playbook at this lab: the converge and the operator's shell."""
+    return {
+        "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
+        "ANSIBLE_INVENTORY": str(settings.inventory_dir),
+    }
+
+
 def ansible_env(settings: LabSettings) -> dict[str, str]:
     env = dict(os.environ)
-    env["ANSIBLE_CONFIG"] = str(PLAYBOOKS / "ansible.cfg")
-    env["ANSIBLE_INVENTORY"] = str(settings.inventory_dir)
+    env.update(ansible_variables(settings))
     env["ANSIBLE_FORCE_COLOR"] = "0"
-    # the venv's ansible must find the venv's python modules (topology, cryptography)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["PATH"] = f"{ANSIBLE_BIN}:{env.get('PATH', '')}"
     return env
 
 

@@ -8,8 +8,10 @@ writes, under lab/state/<lab>/operator/:
   port, as the lab's admin user with the lab's key, host keys checked against the
   known_hosts the lab recorded when it booted the hosts;
 - bin/ssh and bin/scp: the OpenSSH clients with that configuration;
-- env.sh: puts bin/ first on PATH and exports PROMETHEUS_URL, ALERTMANAGER_URL,
-  MONITORING_CURL_CONFIG and MONITORING_HTTP_CONFIG;
+- env.sh: puts bin/ first on PATH and the venv's ansible-playbook after it, exports
+  PROMETHEUS_URL, ALERTMANAGER_URL, MONITORING_CURL_CONFIG and MONITORING_HTTP_CONFIG,
+  and ANSIBLE_CONFIG and ANSIBLE_INVENTORY (a runbook's `ansible-playbook
+  playbooks/site.yml --limit app-a1`, run from the repository, converges this lab);
 - bashrc: the operator's own ~/.bashrc, then env.sh, and a prompt naming the lab.
 
 `make lab-shell` (python -m lab shell) opens that shell; `source <dir>/env.sh` gives
@@ -24,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from . import monitoring_access, status
+from .converge import ANSIBLE_BIN, ansible_variables
 from .hosts import ADMIN_USER, SSH_PORT, loopback_ports, ssh_access
 from .layout import HostPlan
 from .settings import LabSettings
@@ -82,9 +85,11 @@ def _env_text(settings: LabSettings) -> str:
         "ALERTMANAGER_URL": urls.get("alertmanager", "").rstrip("/"),
         "MONITORING_CURL_CONFIG": str(monitoring_access.curl_config_file(settings)),
         "MONITORING_HTTP_CONFIG": str(monitoring_access.http_config_file(settings)),
+        **ansible_variables(settings),
     }
     lines = [f"# source this file: the runbooks' commands then run against lab {settings.name}"]
-    lines.append(f'export PATH={shlex.quote(str(bin_dir(settings)))}:"$PATH"')
+    path = f"{shlex.quote(str(bin_dir(settings)))}:{shlex.quote(str(ANSIBLE_BIN))}"
+    lines.append(f'export PATH={path}:"$PATH"')
     lines += [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
     return "\n".join(lines) + "\n"
 

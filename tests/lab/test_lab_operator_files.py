@@ -5,6 +5,7 @@ ssh wrapper uses it. No lab needed: OpenSSH's own `ssh -G` says what it would do
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,23 @@ def test_the_ssh_wrapper_uses_the_lab_configuration(settings: LabSettings, tmp_p
     wrapper.write_text(operator_shell.wrapper_text("ssh", config))
     wrapper.chmod(0o755)
     assert _resolved([str(wrapper)], "app-a1")["port"] == "42111"
+
+
+def test_the_operator_shell_runs_the_runbooks_ansible_playbook_against_this_lab(
+    settings: LabSettings,
+) -> None:
+    """A runbook's `ansible-playbook playbooks/site.yml --limit app-a1` needs the venv's
+    ansible-playbook on PATH and this lab's inventory (the InstanceDown and ZoneDown
+    mitigations); in a shell without the venv it was "command not found"."""
+    env_sh = settings.state_dir / "env.sh"
+    env_sh.parent.mkdir(parents=True)
+    env_sh.write_text(operator_shell._env_text(settings))
+    shown = subprocess.run(
+        ["bash", "-c", f". {env_sh} && command -v ansible-playbook && echo $ANSIBLE_INVENTORY"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(settings.state_dir)},
+    ).stdout.split()
+    assert Path(shown[0]).parent == Path(sys.executable).parent
+    assert shown[1] == str(settings.inventory_dir)

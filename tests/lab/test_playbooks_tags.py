@@ -249,9 +249,10 @@ def test_runbook_playbook_commands_use_tags_and_variables_that_exist(
         else:
             positional.append(word)
     problems = [f"no playbook {p}" for p in positional if not (REPO / p).is_file()]
+    # The environment's shell names the inventory (ANSIBLE_INVENTORY: the lab's operator
+    # shell, or on-call.md's AWS set-up); an -i on the page would pin one environment.
     for inventory in options.get("-i", []) + options.get("--inventory", []):
-        if not (REPO / inventory).is_dir():
-            problems.append(f"no inventory {inventory}")
+        problems.append(f"-i {inventory}: the operator's ANSIBLE_INVENTORY picks the inventory")
     for tag in ",".join(options.get("--tags", []) + options.get("-t", [])).split(","):
         if tag and tag not in listed_tags:
             problems.append(f"no task is tagged {tag}")
