@@ -76,6 +76,65 @@ def _zone_up(zone: str) -> None:
             podman.run(["start", _container(host)])
 
 
+# --- one app server -----------------------------------------------------------------
+
+
+def _sh(host: str, script: str) -> str:
+    result = podman.exec_in(_container(host), ["sh", "-ec", script], check=False)
+    if result.returncode != 0:
+        raise FaultError(f"{host}: {script.splitlines()[0]}...: {result.stderr.strip()}")
+    return result.stdout
+
+
+SHOP_ENV = "/etc/shop/shop.env"  # the shop role's environment file
+SHOP_ENV_KEPT = "/root/shop.env.before-drill"
+
+
+def _crashloop(host: str) -> None:
+    """A bad hand edit of the shop's environment (ENVIRONMENT=prod is not a value the
+    settings accept), then a restart: the unit fails at start and systemd restarts it
+    every 2 s, for ever."""
+    _sh(
+        host,
+        f"test -e {SHOP_ENV_KEPT} || cp -p {SHOP_ENV} {SHOP_ENV_KEPT}\n"
+        f"sed -i 's/^ENVIRONMENT=.*/ENVIRONMENT=prod/' {SHOP_ENV}\n"
+        "systemctl restart shop || true",
+    )
+
+
+def _uncrashloop(host: str) -> None:
+    """The environment file as it was (if the runbook's re-converge has not already
+    rewritten it), and the shop running."""
+    _sh(
+        host,
+        f"if test -e {SHOP_ENV_KEPT}; then\n"
+        f"  if grep -q '^ENVIRONMENT=prod$' {SHOP_ENV}; then mv {SHOP_ENV_KEPT} {SHOP_ENV};"
+        f" else rm {SHOP_ENV_KEPT}; fi\n"
+        "fi\n"
+        "systemctl is-active --quiet shop || systemctl restart shop",
+    )
+
+
+PARTITION_TABLE = "drill_partition"  # not the firewall role's `inet filter`
+
+
+def _partition(host: str) -> None:
+    """Every packet from `host` to the data tier's host dropped, in a table of its own
+    (what a stray rule or a broken network path does: connections hang, none refused)."""
+    addresses = ", ".join(sorted(set(lab_access.hosts()[_host_of("data")].addresses.values())))
+    _sh(
+        host,
+        f"nft add table inet {PARTITION_TABLE}\n"
+        f"nft add chain inet {PARTITION_TABLE} output "
+        "'{ type filter hook output priority -10; policy accept; }'\n"
+        f"nft add rule inet {PARTITION_TABLE} output ip daddr {{ {addresses} }} drop",
+    )
+
+
+def _unpartition(host: str) -> None:
+    _sh(host, f"nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
+
+
 # --- the partner sandboxes' knobs -------------------------------------------------------
 
 
@@ -98,6 +157,8 @@ def _knob_fault(name: str, service: str, knobs: list[str], description: str) -> 
 
 POSTGRES_UNIT = "postgresql@15-main"  # Debian 12's cluster, as the runbooks name it
 ZONE = "b"  # the zone a zone-down takes away (the edge keeps serving from the other)
+CRASHLOOP_HOST = "app-a1"  # one app server; the others keep serving
+PARTITION_HOST = "app-a1"
 
 FAULTS: dict[str, Fault] = {
     fault.name: fault
@@ -119,6 +180,18 @@ FAULTS: dict[str, Fault] = {
             "PostgreSQL stops on the data host",
             bring=lambda: _systemctl(_host_of("data"), "stop", POSTGRES_UNIT),
             clear=lambda: _systemctl(_host_of("data"), "start", POSTGRES_UNIT),
+        ),
+        Fault(
+            "app-crashloop",
+            f"the shop on {CRASHLOOP_HOST} crash-loops after a bad edit of {SHOP_ENV}",
+            bring=lambda: _crashloop(CRASHLOOP_HOST),
+            clear=lambda: _uncrashloop(CRASHLOOP_HOST),
+        ),
+        Fault(
+            "partition",
+            f"{PARTITION_HOST} loses the data tier (nftables drops its packets to db)",
+            bring=lambda: _partition(PARTITION_HOST),
+            clear=lambda: _unpartition(PARTITION_HOST),
         ),
         _knob_fault(
             "payment-outage",
