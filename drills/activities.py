@@ -286,6 +286,25 @@ def wait_for_inhibition(
 
 
 @_step
+def assert_not_notified(
+    alerts: list[str], configuration: dict[str, Any], labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """No receiver got any of `alerts` (matching `labels`) since the fault: another alert
+    owns this fault, and a second notification for it would only be noise."""
+    fault_at = _fault_at(configuration)
+    delivered = [
+        (r["alertname"], r["receiver"])
+        for r in lab_access.notifications()
+        if r["received_at"] >= fault_at
+        and r["alertname"] in alerts
+        and _matches(r["labels"], labels)
+    ]
+    if delivered:
+        raise DrillFailed(f"notified although another alert owns this fault: {delivered}")
+    return {"alerts": alerts, "labels": labels or {}, "delivered": 0}
+
+
+@_step
 def wait_until_resolved(
     alerts: list[str], configuration: dict[str, Any], timeout_s: float = 600
 ) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 
 from loadtests import ledger
 
-from . import activities
+from . import coverage
 
 BIN_S = 10
 
@@ -211,13 +211,7 @@ def markdown(summaries: list[dict[str, Any]], report_dir: Path) -> str:
         "| alert | severity | drilled by |",
         "|---|---|---|",
     ]
-    drilled: dict[str, list[str]] = {}
-    for s in summaries:
-        for alert in s.get("alerts", []):
-            drilled.setdefault(alert, []).append(s["drill"])
-    for rule in sorted(activities.alert_rules(), key=lambda r: r["alert"]):
-        by = ", ".join(drilled.get(rule["alert"], [])) or "not drilled yet"
-        text.append(f"| {rule['alert']} | {rule['labels'].get('severity')} | {by} |")
+    text += [f"| {alert} | {severity} | {by} |" for alert, severity, by in coverage.rows()]
     return "\n".join(text) + "\n"
 
 
