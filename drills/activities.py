@@ -287,21 +287,56 @@ def wait_for_inhibition(
 
 @_step
 def assert_not_notified(
-    alerts: list[str], configuration: dict[str, Any], labels: dict[str, str] | None = None
+    configuration: dict[str, Any],
+    alerts: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """No receiver got any of `alerts` (matching `labels`) since the fault: another alert
-    owns this fault, and a second notification for it would only be noise."""
+    """No receiver got any of `alerts` (matching `labels`; without `alerts`, any alert but
+    the Watchdog) since the fault: another alert owns this fault, or customers feel
+    nothing and nobody should be told."""
     fault_at = _fault_at(configuration)
     delivered = [
         (r["alertname"], r["receiver"])
         for r in lab_access.notifications()
         if r["received_at"] >= fault_at
-        and r["alertname"] in alerts
+        and r["alertname"] != "Watchdog"
+        and (alerts is None or r["alertname"] in alerts)
         and _matches(r["labels"], labels)
     ]
     if delivered:
-        raise DrillFailed(f"notified although another alert owns this fault: {delivered}")
-    return {"alerts": alerts, "labels": labels or {}, "delivered": 0}
+        raise DrillFailed(f"notified, and should not have been: {delivered}")
+    return {"alerts": alerts or "any", "labels": labels or {}, "delivered": 0}
+
+
+@_step
+def hold(seconds: float, configuration: dict[str, Any]) -> dict[str, Any]:
+    """Keep the fault under load for `seconds` (long enough for what should stay quiet to
+    have fired if it were wrong)."""
+    time.sleep(seconds)
+    return {"held_s": seconds}
+
+
+@_step
+def wait_for_query(
+    expr: str, budget_s: float, configuration: dict[str, Any], since: str = "fault"
+) -> dict[str, Any]:
+    """Until the PromQL `expr` returns a sample, within `budget_s` of the fault (or, with
+    `since: now`, of this step's start)."""
+    started = _fault_at(configuration) if since == "fault" else time.time()
+    while True:
+        result = lab_access.query(expr)
+        now = time.time()
+        if result:
+            return {
+                "expr": expr,
+                "seen_at": now,
+                "seconds": round(now - started, 1),
+                "budget_s": budget_s,
+                "value": result[0]["value"][1],
+            }
+        if now - started > budget_s:
+            raise DrillFailed(f"{expr!r} returned nothing within {budget_s:.0f} s")
+        time.sleep(POLL_S)
 
 
 @_step
@@ -365,9 +400,9 @@ def failed_request_ratio(configuration: dict[str, Any]) -> float:
     return sum(1 for r in lines if ledger.unavailable(r)) / len(lines)
 
 
-def orders_accounted(configuration: dict[str, Any]) -> int:
+def orders_accounted(configuration: dict[str, Any], mail_delivered: bool = False) -> int:
     """How many discrepancies the books show (integrity.py); 0 is the only good answer."""
-    books = integrity.account(_drill_dir(configuration) / "load")
+    books = integrity.account(_drill_dir(configuration) / "load", mail_delivered)
     integrity.write(books, _drill_dir(configuration) / "accounting.json")
     return len(books.discrepancies)
 
@@ -411,8 +446,12 @@ def assert_failures_fast(
     return {"failed": len(failed), "statuses": statuses, "slowest_ms": slowest}
 
 
-def assert_orders_accounted(configuration: dict[str, Any]) -> dict[str, Any]:
-    count = orders_accounted(configuration)
+def assert_orders_accounted(
+    configuration: dict[str, Any], mail_delivered: bool = False
+) -> dict[str, Any]:
+    """No discrepancy in the books; with `mail_delivered`, every confirmation mail has been
+    sent (a mail still queued is a discrepancy: after a mail outage, the outbox drained)."""
+    count = orders_accounted(configuration, mail_delivered)
     books = json.loads((_drill_dir(configuration) / "accounting.json").read_text(encoding="utf-8"))
     if count:
         raise DrillFailed(f"{count} discrepancies: {books['discrepancies'][:10]}")

@@ -5,8 +5,9 @@ payment ledgers and the mail outbox.
 
 A discrepancy is any of: an order a customer was told succeeded (201 with its id) that
 is missing, exists twice or under another id, or does not keep money; its confirmation
-mail neither sent nor queued; a line of the reconciler (paid without a charge, a charge
-without an order, a double capture, a refund missing, a mail missing).
+mail neither sent nor queued (after a mail outage, once the outbox drained: not sent); a
+line of the reconciler (paid without a charge, a charge without an order, a double
+capture, a refund missing, a mail missing).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Accounting:
     orders_in_database: int = 0  # of the attempts on the ledger
     orders_paid: int = 0
     mails_sent_or_queued: int = 0
+    mails_sent: int = 0
     reconcile_exit: int | None = None
     discrepancies: list[str] = field(default_factory=list)
 
@@ -74,8 +76,10 @@ def _orders_for(keys: list[str]) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def account(load_dir: Path) -> Accounting:
-    """The drill's books, from its load's ledger, the database and the reconciler."""
+def account(load_dir: Path, mail_delivered: bool = False) -> Accounting:
+    """The drill's books, from its load's ledger, the database and the reconciler; with
+    `mail_delivered`, a confirmation mail still queued is a discrepancy."""
+    mail_ok = ("sent",) if mail_delivered else MAIL_OK
     books = Accounting()
     requests = ledger.read_lines(load_dir / ledger.REQUESTS_FILE)
     books.requests_sent = len(requests)
@@ -94,6 +98,7 @@ def account(load_dir: Path) -> Accounting:
     books.mails_sent_or_queued = sum(
         1 for found in orders.values() for o in found if o["mail"] in MAIL_OK
     )
+    books.mails_sent = sum(1 for found in orders.values() for o in found if o["mail"] == "sent")
     for key, order_id in sorted(confirmed.items()):
         found = orders.get(key, [])
         if len(found) != 1:
@@ -104,7 +109,7 @@ def account(load_dir: Path) -> Accounting:
             books.discrepancies.append(f"confirmed order {order_id} ({key}) is {order['id']}")
         if order["status"] not in MONEY_KEPT:
             books.discrepancies.append(f"confirmed order {order_id} is {order['status']}")
-        if order["mail"] not in MAIL_OK:
+        if order["mail"] not in mail_ok:
             state = order["mail"] or "missing"
             books.discrepancies.append(f"confirmed order {order_id}: confirmation mail {state}")
     reconciled = runbook.run_mitigation(RECONCILE_RUNBOOK, 1, RECONCILE_EXPECT, check=False)
