@@ -66,7 +66,7 @@ def variables_for(
         "prometheus_self": f"localhost:{net.port('prometheus')}",
         "blackbox_exporter": f"localhost:{net.port('blackbox_exporter')}",
         "public_url": f"https://{dmz[0]}{PUBLIC_PROBE_PATH}",
-        "environment": environment,
+        "environment_name": environment,
         "runbook_base_url": runbook_base_url or monitoring_config.default().runbook_base_url,
     }
 

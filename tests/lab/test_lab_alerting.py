@@ -26,6 +26,9 @@ def test_the_watchdog_heartbeat_reaches_the_lab_pager(lab) -> None:
     assert beats[-1]["status"] == "firing"
     assert beats[-1]["severity"] == "none"
     assert beats[-1]["runbook_url"].endswith("/Watchdog.md"), beats[-1]
+    # which environment paged: Prometheus's external label, from the inventory (Ansible's
+    # own `environment` keyword once leaked in here as "[]")
+    assert beats[-1]["labels"].get("environment") == "lab", beats[-1]["labels"]
     # a healthy lab: the dead man's switch has not paged
     assert pages.notifications(lab.settings, alertname="WatchdogMissing") == []
 

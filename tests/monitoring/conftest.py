@@ -172,7 +172,7 @@ def monitored_stack(
             "blackbox_exporter": f"{loopback}:{blackbox_port}",
             "public_url": f"https://localhost:{tls_port}{PUBLIC_PROBE_PATH}",
             "runbook_base_url": "https://example.org/runbooks",
-            "environment": "test",
+            "environment_name": "test",
             "scrape_interval": "1s",
             "evaluation_interval": "1s",
             "scrape_timeout": "1s",
