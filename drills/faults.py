@@ -157,7 +157,7 @@ def _knob_fault(name: str, service: str, knobs: list[str], description: str) -> 
 
 POSTGRES_UNIT = "postgresql@15-main"  # Debian 12's cluster, as the runbooks name it
 ZONE = "b"  # the zone a zone-down takes away (the edge keeps serving from the other)
-CRASHLOOP_HOST = "app-a1"  # one app server; the others keep serving
+CRASHLOOP_HOST = "app-a1"  # one app server (in the lab, all of zone a)
 PARTITION_HOST = "app-a1"
 
 FAULTS: dict[str, Fault] = {
