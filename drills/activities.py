@@ -291,13 +291,14 @@ def assert_not_notified(
     alerts: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """No receiver got any of `alerts` (matching `labels`; without `alerts`, any alert but
-    the Watchdog) since the fault: another alert owns this fault, or customers feel
-    nothing and nobody should be told."""
+    """No receiver was told of any of `alerts` firing (matching `labels`; without
+    `alerts`, any alert but the Watchdog) since the fault: another alert owns this fault,
+    or customers feel nothing and nobody should be told. The resolution of an alert that
+    fired before the fault is not news of this one."""
     fault_at = _fault_at(configuration)
     delivered = [
         (r["alertname"], r["receiver"])
-        for r in lab_access.notifications()
+        for r in lab_access.notifications(status="firing")
         if r["received_at"] >= fault_at
         and r["alertname"] != "Watchdog"
         and (alerts is None or r["alertname"] in alerts)
