@@ -360,6 +360,24 @@ def wait_until_resolved(
 
 
 @_step
+def wait_until_settled(configuration: dict[str, Any], budget_s: float = 300) -> dict[str, Any]:
+    """Until every order the customers were told is pending (202) has been settled by the
+    shop's reconciler (it takes those older than its settle-after, 120 s, every 30 s)."""
+    load_dir = _drill_dir(configuration) / "load"
+    started = time.time()
+    while True:
+        left = integrity.unsettled(load_dir)
+        now = time.time()
+        if not left:
+            return {"seconds": round(now - started, 1), "budget_s": budget_s}
+        if now - started > budget_s:
+            raise DrillFailed(
+                f"{len(left)} pending orders unsettled after {budget_s:.0f} s: {left[:10]}"
+            )
+        time.sleep(POLL_S)
+
+
+@_step
 def run_mitigation(
     runbook_page: str, block: int, expect: str, configuration: dict[str, Any]
 ) -> dict[str, Any]:
@@ -378,6 +396,19 @@ def alerts_quiet(alerts: list[str], wait_s: float = 360) -> bool:
     while True:
         names = {a["labels"]["alertname"] for a in lab_access.prometheus_alerts()}
         if not names & set(alerts):
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(POLL_S)
+
+
+def pages_quiet(wait_s: float = 600) -> bool:
+    """No alert of severity page pending or firing, within `wait_s`: a drill starts only
+    once what an earlier one left has resolved, so that every page it sees is its own."""
+    deadline = time.time() + wait_s
+    while True:
+        pages = [a for a in lab_access.prometheus_alerts() if a["labels"].get("severity") == "page"]
+        if not pages:
             return True
         if time.time() > deadline:
             return False

@@ -353,7 +353,7 @@ class RegisteredShopper(Shopper):
             "/api/checkout",
             body=body,
             headers=attempt,
-            expect=(201, 403),
+            expect=(201, 202, 403),
             check=_placed_or_step_up,
         )
         if "id" not in order:
@@ -365,10 +365,14 @@ class RegisteredShopper(Shopper):
                 "/api/checkout",
                 body={**body, "totp_code": self.next_totp_code()},
                 headers=attempt,
-                expect=(201,),
+                expect=(201, 202),
             )
         if LEDGER:
-            LEDGER.checkout_confirmed(attempt["Idempotency-Key"], order["id"])
+            # 202: placed, the payment's answer lost; the shop settles it and mails the outcome.
+            if order.get("status") == "pending_payment":
+                LEDGER.checkout_pending(attempt["Idempotency-Key"], order["id"])
+            else:
+                LEDGER.checkout_confirmed(attempt["Idempotency-Key"], order["id"])
         self.order_ids.append(order["id"])
         self.cart_skus.clear()
 

@@ -3,10 +3,12 @@
 With LOADTEST_LEDGER_DIR set, the Locust process appends one JSON line per request to
 requests.jsonl (when it started, its name, status, whether it failed, how long it took)
 and one per checkout event to checkouts.jsonl: `attempted` with the attempt's
-Idempotency-Key, then `confirmed` with the order id once the shop answered 201. A
-checkout attempted and never confirmed is one the customer saw fail. After a fault the
-drills hold these against the database and the payment ledgers (drills/ledger_check.py):
-every order a customer was told succeeded must exist exactly once and be paid.
+Idempotency-Key, then `confirmed` with the order id once the shop answered 201, or
+`pending` once it answered 202 (placed, the payment provider's answer lost: the shop's
+reconciler settles it later). A checkout attempted and neither confirmed nor pending is
+one the customer saw fail. After a fault the drills hold these against the database and
+the payment ledgers (drills/integrity.py): every order a customer was told succeeded must
+exist exactly once and be paid; every pending one must have been settled.
 
 Lines are written and flushed one by one, so a run stopped early leaves a whole record.
 """
@@ -49,6 +51,10 @@ class Ledger:
 
     def checkout_confirmed(self, key: str, order_id: int) -> None:
         entry = {"t": time.time(), "event": "confirmed", "key": key, "order_id": order_id}
+        self._write(self._checkouts, entry)
+
+    def checkout_pending(self, key: str, order_id: int) -> None:
+        entry = {"t": time.time(), "event": "pending", "key": key, "order_id": order_id}
         self._write(self._checkouts, entry)
 
 
