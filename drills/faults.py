@@ -11,11 +11,14 @@ always run it, also after a runbook's mitigation already cleared the fault.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import topology
 from lab import podman, sandbox_knobs
 
 from . import lab_access
@@ -135,6 +138,95 @@ def _unpartition(host: str) -> None:
     _sh(host, f"nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
 
 
+# --- the database: a client on the data host ---------------------------------------------
+
+HOG_UNIT = "drill-connection-hog"
+HOG_APPLICATION = "nightly-export"  # what pg_stat_activity shows: a batch job leaking sessions
+HOG_SHARE = 0.9  # of the connections ordinary roles may open (the alert's threshold is 80 %)
+LOCK_UNIT = "drill-lock-holder"
+LOCK_APPLICATION = "manual-fix"  # someone's psql, a transaction left open by hand
+LOCKED_TABLE = "orders"
+CLIENT_WAIT_S = 60
+
+
+def _db_sql(sql: str) -> str:
+    port = topology.load().port("postgres")
+    script = f'sudo -u postgres psql -p {port} -d shop -AtX -c "{sql}"'
+    return _sh(_host_of("data"), script).strip()
+
+
+def _start_db_client(unit: str, application: str, script: str, until_sql: str) -> None:
+    """Run `script` on the data host as a transient unit of the postgres user, its
+    sessions named `application`, until `until_sql` answers true (or fail)."""
+    _sh(
+        _host_of("data"),
+        f"systemd-run --unit={unit} --uid=postgres --setenv=PGAPPNAME={application} "
+        f"sh -c '{script}'",
+    )
+    deadline = time.monotonic() + CLIENT_WAIT_S
+    while _db_sql(until_sql) != "t":
+        if time.monotonic() > deadline:
+            raise FaultError(f"{unit}: not there after {CLIENT_WAIT_S} s ({until_sql})")
+        time.sleep(1)
+
+
+def _end_db_client(unit: str, application: str) -> None:
+    _sh(
+        _host_of("data"),
+        f"systemctl stop {unit} 2>/dev/null || true\n"
+        f"systemctl reset-failed {unit} 2>/dev/null || true",
+    )
+    _db_sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"  # noqa: S608 - constants
+        f" WHERE application_name = '{application}'"
+    )
+
+
+def _psql_session() -> str:
+    return f"psql -p {topology.load().port('postgres')} -d shop -qX"
+
+
+# Client sessions, as postgres_exporter's pg_stat_activity_count counts them (the
+# background processes have no database).
+_IN_USE = "SELECT count(*) FROM pg_stat_activity WHERE datname IS NOT NULL"
+_ALLOWED = (
+    "SELECT current_setting('max_connections')::int"
+    " - current_setting('superuser_reserved_connections')::int"
+)
+
+
+def _hog_connections() -> None:
+    """A client on the data host opens sessions until 90 % of the connections ordinary
+    roles may open are in use, and leaves them idle (a leaking pool or batch job): the
+    shop keeps what it holds, any new connection it needs comes out of the last 10 %."""
+    allowed, in_use = int(_db_sql(_ALLOWED)), int(_db_sql(_IN_USE))
+    wanted = math.ceil(HOG_SHARE * allowed)
+    extra = wanted - in_use
+    if extra <= 0:
+        raise FaultError(f"{in_use} of {allowed} connections already in use")
+    _start_db_client(
+        HOG_UNIT,
+        HOG_APPLICATION,
+        f"for i in $(seq {extra}); do sleep infinity | {_psql_session()} & done; wait",
+        f"SELECT ({_IN_USE}) >= {wanted}",
+    )
+
+
+def _hold_lock() -> None:
+    """Someone opens a transaction by hand, locks the orders table against writes (what an
+    unfinished `CREATE INDEX` or a hand-made fix does) and walks away: every checkout's
+    insert waits on the lock until its statement timeout."""
+    _start_db_client(
+        LOCK_UNIT,
+        LOCK_APPLICATION,
+        f'(echo "BEGIN; LOCK TABLE {LOCKED_TABLE} IN SHARE MODE;"; exec sleep infinity)'
+        f" | {_psql_session()}",
+        "SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"  # noqa: S608 - constants
+        f" WHERE a.application_name = '{LOCK_APPLICATION}' AND l.mode = 'ShareLock'"
+        " AND l.granted",
+    )
+
+
 # --- the partner sandboxes' knobs -------------------------------------------------------
 
 
@@ -192,6 +284,18 @@ FAULTS: dict[str, Fault] = {
             f"{PARTITION_HOST} loses the data tier (nftables drops its packets to db)",
             bring=lambda: _partition(PARTITION_HOST),
             clear=lambda: _unpartition(PARTITION_HOST),
+        ),
+        Fault(
+            "db-connections-exhausted",
+            f"a client on the data host holds {HOG_SHARE:.0%} of PostgreSQL's connections, idle",
+            bring=_hog_connections,
+            clear=lambda: _end_db_client(HOG_UNIT, HOG_APPLICATION),
+        ),
+        Fault(
+            "db-slow",
+            f"a transaction left open by hand holds a lock on {LOCKED_TABLE} against writes",
+            bring=_hold_lock,
+            clear=lambda: _end_db_client(LOCK_UNIT, LOCK_APPLICATION),
         ),
         _knob_fault(
             "payment-outage",
