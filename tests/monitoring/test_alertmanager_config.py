@@ -18,6 +18,7 @@ from ansible.errors import AnsibleFilterError
 from monitoring_services import run
 from monitoring_support import MONITORING_DIR, alert_names
 
+from loadtests.config import parse_duration
 from tests.role_templates import RenderFailed, render_role_template
 
 ALERTMANAGER_FILE = MONITORING_DIR / "alertmanager" / "alertmanager.yml"
@@ -125,6 +126,18 @@ def test_routing_by_severity(labels: list[str], receivers: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == receivers
+
+
+def test_a_page_that_fires_again_goes_out_within_a_minute() -> None:
+    # A group sends what changed only at its next group_interval tick: with the default
+    # 5 minutes, a page that fired again soon after it resolved (the db-slow drill, after
+    # payment-slow's page) waited up to 5 minutes to reach the pager.
+    routing = _config()["route"]
+    pages = [r for r in routing["routes"] if 'severity="page"' in r.get("matchers", [])]
+    assert pages
+    for route in pages:
+        interval = route.get("group_interval", routing["group_interval"])
+        assert parse_duration(interval) <= 60, (route["receiver"], interval)
 
 
 def test_inhibit_rules_name_existing_alerts() -> None:
