@@ -402,19 +402,6 @@ def alerts_quiet(alerts: list[str], wait_s: float = 360) -> bool:
         time.sleep(POLL_S)
 
 
-def pages_quiet(wait_s: float = 600) -> bool:
-    """No alert of severity page pending or firing, within `wait_s`: a drill starts only
-    once what an earlier one left has resolved, so that every page it sees is its own."""
-    deadline = time.time() + wait_s
-    while True:
-        pages = [a for a in lab_access.prometheus_alerts() if a["labels"].get("severity") == "page"]
-        if not pages:
-            return True
-        if time.time() > deadline:
-            return False
-        time.sleep(POLL_S)
-
-
 def shop_answers() -> bool:
     """The storefront answers through the edge."""
     with lab_access.monitoring() as session:

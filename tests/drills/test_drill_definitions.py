@@ -65,14 +65,6 @@ def test_the_experiment_brings_and_always_clears_a_catalogued_fault(path: Path) 
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
-def test_the_experiment_starts_only_once_no_page_is_left_from_before(path: Path) -> None:
-    # Run one after another (make lab-drills), a drill would else count an earlier
-    # drill's page, still firing, as its own.
-    probes = _experiment(path)["steady-state-hypothesis"]["probes"]
-    assert "pages_quiet" in [probe["provider"]["func"] for probe in probes]
-
-
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_the_experiment_waits_for_alerts_that_exist_with_their_routes(path: Path) -> None:
     experiment = _experiment(path)
     names = {rule["alert"] for rule in activities.alert_rules()}
