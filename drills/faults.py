@@ -149,10 +149,9 @@ LOCKED_TABLE = "orders"
 CLIENT_WAIT_S = 60
 
 
-def _db_sql(sql: str) -> str:
-    port = topology.load().port("postgres")
-    script = f'sudo -u postgres psql -p {port} -d shop -AtX -c "{sql}"'
-    return _sh(_host_of("data"), script).strip()
+def _db_value(sql: str) -> str:
+    """The one value `sql` answers in the shop's database."""
+    return lab_access.psql(sql)[0][0]
 
 
 def _start_db_client(unit: str, application: str, script: str, until_sql: str) -> None:
@@ -164,7 +163,7 @@ def _start_db_client(unit: str, application: str, script: str, until_sql: str) -
         f"sh -c '{script}'",
     )
     deadline = time.monotonic() + CLIENT_WAIT_S
-    while _db_sql(until_sql) != "t":
+    while _db_value(until_sql) != "t":
         if time.monotonic() > deadline:
             raise FaultError(f"{unit}: not there after {CLIENT_WAIT_S} s ({until_sql})")
         time.sleep(1)
@@ -176,7 +175,7 @@ def _end_db_client(unit: str, application: str) -> None:
         f"systemctl stop {unit} 2>/dev/null || true\n"
         f"systemctl reset-failed {unit} 2>/dev/null || true",
     )
-    _db_sql(
+    _db_value(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"  # noqa: S608 - constants
         f" WHERE application_name = '{application}'"
     )
@@ -199,7 +198,7 @@ def _hog_connections() -> None:
     """A client on the data host opens sessions until 90 % of the connections ordinary
     roles may open are in use, and leaves them idle (a leaking pool or batch job): the
     shop keeps what it holds, any new connection it needs comes out of the last 10 %."""
-    allowed, in_use = int(_db_sql(_ALLOWED)), int(_db_sql(_IN_USE))
+    allowed, in_use = int(_db_value(_ALLOWED)), int(_db_value(_IN_USE))
     wanted = math.ceil(HOG_SHARE * allowed)
     extra = wanted - in_use
     if extra <= 0:

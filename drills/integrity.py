@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import topology
-from lab import podman
 from loadtests import ledger
 
 from . import lab_access, runbook
@@ -54,16 +52,6 @@ class Accounting:
         return asdict(self)
 
 
-def _psql(sql: str) -> list[list[str]]:
-    (db,) = [h.name for h in lab_access.hosts_in("data")]
-    port = str(topology.load().port("postgres"))
-    result = podman.exec_in(
-        lab_access.settings().container(db),
-        ["sudo", "-u", "postgres", "psql", "-p", port, "-d", "shop", "-AtX", "-F", "\t", "-c", sql],
-    )
-    return [line.split("\t") for line in result.stdout.splitlines() if line]
-
-
 Orders = dict[str, list[dict[str, str]]]  # idempotency key -> its orders
 
 
@@ -73,7 +61,7 @@ def _orders_for(keys: list[str]) -> Orders:
         return {}
     # The keys are the load's own UUIDs; anything else in the ledger is refused here.
     quoted = ",".join(f"'{uuid.UUID(key)}'" for key in keys)
-    rows = _psql(
+    rows = lab_access.psql(
         "SELECT o.idempotency_key, o.id, o.status, coalesce(m.state, '') FROM orders o "  # noqa: S608 - UUIDs only
         "LEFT JOIN mail_outbox m ON m.dedupe_key = 'order:' || o.reference || ':confirmation' "
         f"WHERE o.idempotency_key IN ({quoted})"

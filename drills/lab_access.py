@@ -12,7 +12,8 @@ from typing import Any
 
 import requests
 
-from lab import monitoring_access, pages, status
+import topology
+from lab import monitoring_access, pages, podman, status
 from lab.layout import HostPlan, plan
 from lab.settings import LabSettings, from_env
 
@@ -32,6 +33,18 @@ def hosts() -> dict[str, HostPlan]:
 
 def hosts_in(tier: str, zone: str | None = None) -> list[HostPlan]:
     return [h for h in hosts().values() if h.tier == tier and (zone is None or h.zone == zone)]
+
+
+def psql(sql: str) -> list[list[str]]:
+    """`sql` run in the shop's database on the data host, as the postgres superuser: its
+    rows, each a list of columns."""
+    (db,) = [h.name for h in hosts_in("data")]
+    port = str(topology.load().port("postgres"))
+    result = podman.exec_in(
+        settings().container(db),
+        ["sudo", "-u", "postgres", "psql", "-p", port, "-d", "shop", "-AtX", "-F", "\t", "-c", sql],
+    )
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
 def url(published: str) -> str:

@@ -49,13 +49,15 @@ class Ledger:
     def checkout_attempted(self, key: str) -> None:
         self._write(self._checkouts, {"t": time.time(), "event": "attempted", "key": key})
 
-    def checkout_confirmed(self, key: str, order_id: int) -> None:
-        entry = {"t": time.time(), "event": "confirmed", "key": key, "order_id": order_id}
+    def _checkout_answered(self, event: str, key: str, order_id: int) -> None:
+        entry = {"t": time.time(), "event": event, "key": key, "order_id": order_id}
         self._write(self._checkouts, entry)
 
+    def checkout_confirmed(self, key: str, order_id: int) -> None:
+        self._checkout_answered("confirmed", key, order_id)
+
     def checkout_pending(self, key: str, order_id: int) -> None:
-        entry = {"t": time.time(), "event": "pending", "key": key, "order_id": order_id}
-        self._write(self._checkouts, entry)
+        self._checkout_answered("pending", key, order_id)
 
 
 def from_env() -> Ledger | None:
