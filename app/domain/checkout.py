@@ -211,6 +211,15 @@ def _attempt_reference(user_id: int, idempotency_key: str) -> str:
     return f"CA-{digest[:20].upper()}"
 
 
+async def _withdraw(risk: RiskAssessor, attempt: str) -> None:
+    """Take back an attempt that ended before its charge; if the database cannot take that
+    either, the attempt keeps counting (logged) and the original error is what is raised."""
+    try:
+        await risk.withdraw(attempt)
+    except Exception:
+        log.warning("risk %s could not be withdrawn", attempt, exc_info=True)
+
+
 def _fail(reason: str) -> None:
     metrics.checkout_failures_total.labels(reason).inc()
 
@@ -510,6 +519,9 @@ async def _place_and_charge(
             shipping_option=option.option_id,
         )
     reference = f"SO-{uuid.uuid4().hex[:20].upper()}"
+    # The checkout attempt, not the order: a challenged attempt sent again with the
+    # customer's TOTP code (same Idempotency-Key) is the same attempt for velocity.
+    attempt = _attempt_reference(user.id, key)
     verdict = await services.risk.assess(
         RiskRequest(
             customer_reference=customer_reference(user.id),
@@ -520,9 +532,7 @@ async def _place_and_charge(
             ip_address=client_ip or "unknown",
             billing_country=body.billing_country or body.address.country,
             shipping_country=body.address.country,
-            # The checkout attempt, not the order: a challenged attempt sent again with the
-            # customer's TOTP code (same Idempotency-Key) is the same attempt for velocity.
-            order_reference=_attempt_reference(user.id, key),
+            order_reference=attempt,
         )
     )
     if verdict.decision == RiskDecision.BLOCK:
@@ -543,16 +553,27 @@ async def _place_and_charge(
         )
     except OutOfStock:
         _fail("out_of_stock")
+        await _withdraw(services.risk, attempt)
         raise
     except CartChanged:
         _fail("cart_changed")
+        await _withdraw(services.risk, attempt)
         raise
     except IntegrityError:
         # The same Idempotency-Key raced in from a parallel request: that one won.
         existing = await _existing_order(services.db, user.id, key)
         if existing is None:
+            await _withdraw(services.risk, attempt)
             raise
         raise _Replay(existing) from None
+    except _Replay:  # the attempt that won goes on counting
+        raise
+    except Exception:
+        # The database refused the order (locked, timed out, down): the customer will try
+        # again, and this attempt, which reached no payment provider, must not make that
+        # retry look like card testing.
+        await _withdraw(services.risk, attempt)
+        raise
     metrics.orders_total.labels("placed").inc()
     return order, await _charge(services, order, user, body)
 

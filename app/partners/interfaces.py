@@ -218,3 +218,8 @@ class RiskAssessor(Protocol):
     async def assess(self, request: RiskRequest) -> RiskAssessment:
         """Decide once per checkout attempt; the implementation records the decision."""
         ...
+
+    async def withdraw(self, order_reference: str) -> None:
+        """The attempt ended before any charge (the shop failed it): it tested no card,
+        so it stops counting toward velocity. Its assessments stay in the history."""
+        ...

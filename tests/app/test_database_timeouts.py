@@ -29,6 +29,7 @@ import sqlalchemy.exc as sa_exc
 
 from app.db.session import DatabaseUnavailable
 from app.errors import database_unavailable
+from app.partners.settings import FraudSettings
 from local_processes import free_port
 from tests.app.client import ShopClient
 from tests.conftest import PostgresServer, ShopServer, _as_postgres_user, _pg_bindir
@@ -244,6 +245,42 @@ async def test_statement_timeout_bounds_a_query_stuck_behind_a_lock(
         assert_database_unavailable(response)
         assert elapsed < STATEMENT_TIMEOUT + SLACK, elapsed
         assert (await http.get("/api/account", headers=auth)).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_checkouts_the_database_failed_do_not_count_toward_fraud_velocity(
+    frozen_postgres: FreezablePostgres, module_shop_factory: Callable[..., ShopServer]
+) -> None:
+    """A customer who kept trying while orders were locked (the db-slow drill) is served
+    once the lock is gone, not blocked as a card tester: no charge was ever attempted."""
+    limits = FraudSettings()  # the shipped per-account and per-card limits
+    pg_shop = module_shop_factory(
+        frozen_postgres.create_database(),
+        workers=1,
+        seed_products=20,
+        extra_env={
+            **SHORT_TIMEOUTS,
+            "PARTNERS_FRAUD__MAX_ORDERS_PER_ACCOUNT": str(limits.max_orders_per_account),
+            "PARTNERS_FRAUD__MAX_ORDERS_PER_PAYMENT_TOKEN": str(
+                limits.max_orders_per_payment_token
+            ),
+        },
+    )
+    async with httpx.AsyncClient(base_url=pg_shop.url, timeout=HTTP_TIMEOUT) as http:
+        client = ShopClient(http, pg_shop)
+        sku = await client.create_product(await client.admin(), stock={"WH-KYIV": 20})
+        token = await client.customer()
+        assert (await client.add_to_cart(token, sku)).status_code == 200
+        dsn = pg_shop.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as locker:
+            locker.execute("LOCK TABLE orders IN SHARE MODE")  # reads go on, writes wait
+            # More attempts than the velocity limits of one account and one card allow.
+            for _ in range(limits.max_orders_per_account + 1):
+                assert_database_unavailable(await client.checkout(token))
+            locker.rollback()
+        placed = await client.checkout(token)
+        assert placed.status_code == 201, placed.text
 
 
 # --- SQLite ---------------------------------------------------------------------------------

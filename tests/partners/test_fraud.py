@@ -164,6 +164,28 @@ async def test_one_attempt_assessed_again_after_a_step_up_counts_once(engine: Ri
     assert "velocity_payment_token" in other.reason_codes
 
 
+async def test_an_attempt_withdrawn_before_any_charge_no_longer_counts(engine: RiskEngine):
+    """The shop failed the attempt itself (its database, say): it tested no card."""
+    limit = SETTINGS.max_orders_per_payment_token
+    for n in range(limit):
+        await engine.assess(request(order_reference=f"try-{n}"), now=NOW + timedelta(seconds=n))
+    await engine.withdraw(f"try-{limit - 1}")
+    after = await engine.assess(request(order_reference="next"), now=NOW + timedelta(minutes=1))
+    assert "velocity_payment_token" not in after.reason_codes
+    again = await engine.assess(request(order_reference="then"), now=NOW + timedelta(minutes=2))
+    assert "velocity_payment_token" in again.reason_codes  # the others still count
+
+
+async def test_a_withdrawn_amount_is_not_the_customers_usual(engine: RiskEngine):
+    await seed_orders(engine, [3_000, 3_000, 3_000])
+    for n in range(3):
+        big = request(amount_minor=90_000, order_reference=f"big-{n}")
+        await engine.assess(big, now=NOW - timedelta(days=3, hours=n))
+        await engine.withdraw(f"big-{n}")
+    result = await engine.assess(request(amount_minor=90_000, order_reference="b"), now=NOW)
+    assert "amount_unusual" in result.reason_codes
+
+
 async def test_new_account_large_order_to_another_country_at_speed_is_blocked(engine: RiskEngine):
     new = NOW - timedelta(hours=2)
     for n in range(3):

@@ -226,3 +226,19 @@ async def test_risk_history_in_sql_counts_one_attempt_assessed_twice_once(
     assert first.reason_codes == [] and second.reason_codes == []
     third = await engine.assess(replace(base, order_reference="c"), now=T0 + timedelta(minutes=3))
     assert third.reason_codes == ["velocity_payment_token"]
+
+
+async def test_risk_history_in_sql_forgets_a_withdrawn_attempt_for_velocity(
+    engine_factory: EngineFactory,
+):
+    history = SqlRiskHistory(sessions(engine_factory()))
+    engine = RiskEngine(FraudSettings(max_orders_per_payment_token=2), history)
+    base = _established_customer(5)
+    await engine.assess(replace(base, order_reference="a"), now=T0)
+    await engine.assess(replace(base, order_reference="b"), now=T0 + timedelta(minutes=1))
+    await engine.withdraw("b")
+    await engine.withdraw("b")  # twice: nothing more happens
+    after = await engine.assess(replace(base, order_reference="c"), now=T0 + timedelta(minutes=2))
+    assert after.reason_codes == []
+    last = await engine.assess(replace(base, order_reference="d"), now=T0 + timedelta(minutes=3))
+    assert last.reason_codes == ["velocity_payment_token"]

@@ -7,7 +7,10 @@ assessment is recorded with its reasons (the history the next one reads) and
 counted in `shop_fraud_decisions_total{decision}`.
 
 Velocity counts earlier assessed attempts (blocked ones too: card testing
-shows up as many attempts, not many orders). Card tokens are kept only as a
+shows up as many attempts, not many orders), except those the shop withdrew
+because they ended before any charge: a customer retrying while the shop's
+database refused orders tested no card (the db-slow drill blocked exactly such
+customers). Card tokens are kept only as a
 fingerprint, so the history holds nothing a provider would call card data.
 """
 
@@ -54,14 +57,20 @@ class RiskHistory(Protocol):
         other_than: str = "",
     ) -> int:
         """Attempts (distinct references) since `since` matching the one given key,
-        not counting the attempt `other_than` (the one being assessed again)."""
+        not counting the attempt `other_than` (the one being assessed again) nor
+        withdrawn attempts."""
         ...
 
     async def usual_amounts(self, customer_reference: str, currency: str, limit: int) -> list[int]:
-        """Amounts of the customer's latest allowed or challenged payments in `currency`."""
+        """Amounts of the customer's latest allowed or challenged payments in `currency`
+        (withdrawn attempts left out)."""
         ...
 
     async def record(self, record: HistoryRecord) -> None: ...
+
+    async def withdraw(self, order_reference: str, at: datetime) -> None:
+        """Mark every assessment of the attempt `order_reference` withdrawn (once)."""
+        ...
 
 
 def token_fingerprint(token: str) -> str:
@@ -73,6 +82,7 @@ class InMemoryRiskHistory:
     """RiskHistory in one process's memory (tests); the shop uses `SqlRiskHistory`."""
 
     records: list[HistoryRecord] = field(default_factory=list)
+    withdrawn: dict[str, datetime] = field(default_factory=dict)
 
     async def count_attempts(
         self,
@@ -92,6 +102,7 @@ class InMemoryRiskHistory:
                 r.order_reference or f"#{index}"
                 for index, r in enumerate(self.records)
                 if r.assessed_at >= since
+                and r.order_reference not in self.withdrawn
                 and not (other_than and r.order_reference == other_than)
                 and (
                     r.customer_reference == customer_reference
@@ -108,11 +119,15 @@ class InMemoryRiskHistory:
             if r.customer_reference == customer_reference
             and r.currency == currency
             and r.decision != RiskDecision.BLOCK
+            and r.order_reference not in self.withdrawn
         ]
         return matching[-limit:]
 
     async def record(self, record: HistoryRecord) -> None:
         self.records.append(record)
+
+    async def withdraw(self, order_reference: str, at: datetime) -> None:
+        self.withdrawn.setdefault(order_reference, at)
 
 
 class RiskEngine:
@@ -166,6 +181,12 @@ class RiskEngine:
             ", ".join(assessment.reason_codes) or "no rule fired",
         )
         return assessment
+
+    async def withdraw(self, order_reference: str, *, now: datetime | None = None) -> None:
+        if not order_reference:  # an assessment without a reference is no attempt to name
+            return
+        await self._history.withdraw(order_reference, now or datetime.now(UTC))
+        log.info("risk %s withdrawn: it ended before any charge", order_reference)
 
     async def _velocity(self, req: RiskRequest, fingerprint: str, at: datetime) -> list[RuleHit]:
         since = at - timedelta(minutes=self._cfg.velocity_window_minutes)

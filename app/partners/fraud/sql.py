@@ -2,13 +2,26 @@
 
 One row per assessment (`risk_assessments`); the velocity rules count rows per
 account, token fingerprint and IP over a recent window, hence one index each.
+A withdrawn attempt (it ended before any charge) keeps its rows, with
+`withdrawn_at` set, and is left out of what the rules read.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, case, cast, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    case,
+    cast,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +36,7 @@ class RiskAssessmentRow(Base):
         Index("ix_risk_assessments_customer", "customer_reference", "assessed_at"),
         Index("ix_risk_assessments_token", "token_fingerprint", "assessed_at"),
         Index("ix_risk_assessments_ip", "ip_address", "assessed_at"),
+        Index("ix_risk_assessments_reference", "order_reference"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -38,6 +52,7 @@ class RiskAssessmentRow(Base):
     score: Mapped[int] = mapped_column(Integer)
     reasons: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 _attempt = case(
@@ -68,7 +83,11 @@ class SqlRiskHistory:
         if len(given) != 1:
             raise ValueError("count_attempts takes exactly one key")
         column, value = given[0]
-        where = [column == value, RiskAssessmentRow.assessed_at >= since]
+        where = [
+            column == value,
+            RiskAssessmentRow.assessed_at >= since,
+            RiskAssessmentRow.withdrawn_at.is_(None),
+        ]
         if other_than:
             where.append(RiskAssessmentRow.order_reference != other_than)
         async with self._sessions() as session:
@@ -87,6 +106,7 @@ class SqlRiskHistory:
                         RiskAssessmentRow.customer_reference == customer_reference,
                         RiskAssessmentRow.currency == currency,
                         RiskAssessmentRow.decision != RiskDecision.BLOCK.value,
+                        RiskAssessmentRow.withdrawn_at.is_(None),
                     )
                     .order_by(RiskAssessmentRow.assessed_at.desc(), RiskAssessmentRow.id.desc())
                     .limit(limit)
@@ -112,4 +132,15 @@ class SqlRiskHistory:
                     ],
                     assessed_at=record.assessed_at,
                 )
+            )
+
+    async def withdraw(self, order_reference: str, at: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(RiskAssessmentRow)
+                .where(
+                    RiskAssessmentRow.order_reference == order_reference,
+                    RiskAssessmentRow.withdrawn_at.is_(None),
+                )
+                .values(withdrawn_at=at)
             )
