@@ -60,9 +60,23 @@ def shop_on(
     return shop_factory(url, seed_products=20, extra_env=env)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_concurrent_wrong_passwords_are_evaluated_at_most_the_limit(
-    client: ShopClient,
+    backend: str,
+    shop_factory: Callable[..., ShopServer],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> None:
+    # The production delay: the test shops' 1 s would rightly let a sixth guess through
+    # when a loaded machine takes longer than that to answer the fifty.
+    shop = shop_on(
+        backend, shop_factory, tmp_path_factory, request, LOGIN_BACKOFF_INITIAL_SECONDS="30"
+    )
+    async with httpx.AsyncClient(base_url=shop.url, timeout=30) as http:
+        await _at_most_the_limit_evaluated(ShopClient(http, shop))
+
+
+async def _at_most_the_limit_evaluated(client: ShopClient) -> None:
     email = await client.register()
     before = await checks(client.http)
     async with from_ip(client.shop, other_ip()) as stranger:
