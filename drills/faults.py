@@ -11,17 +11,20 @@ always run it, also after a runbook's mitigation already cleared the fault.
 
 from __future__ import annotations
 
+import base64
 import math
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import topology
 from lab import podman, sandbox_knobs
 
-from . import lab_access
+from . import certificates, lab_access
 
 
 class FaultError(RuntimeError):
@@ -244,6 +247,65 @@ def _knob_fault(name: str, service: str, knobs: list[str], description: str) -> 
     )
 
 
+# --- the edge's certificate -------------------------------------------------------------
+
+EDGE_BUNDLE = "/etc/haproxy/edge.pem"  # the edge role's edge_certificate_bundle
+CERT_DAYS_LEFT = 2  # under TLSCertificateExpiryImminent's 3 days
+KEPT_SUFFIX = ".before-drill"
+
+
+def _edge_certificate() -> tuple[Path, Path]:
+    """The edge's certificate and key as the pki role keeps them on the control node."""
+    pki = lab_access.settings().state_dir / "pki"
+    edge = _host_of("dmz")
+    return pki / f"{edge}-edge.crt", pki / f"{edge}-edge.key"
+
+
+def _serve_edge_certificate(cert: Path, key: Path) -> None:
+    """Install certificate + key as the edge's HAProxy bundle and reload HAProxy."""
+    bundle = base64.b64encode(cert.read_bytes().rstrip() + b"\n" + key.read_bytes()).decode()
+    _sh(
+        _host_of("dmz"),
+        f"echo {bundle} | base64 -d > {EDGE_BUNDLE}.new\n"
+        f"chown root:haproxy {EDGE_BUNDLE}.new && chmod 0640 {EDGE_BUNDLE}.new\n"
+        f"mv {EDGE_BUNDLE}.new {EDGE_BUNDLE}\n"
+        "systemctl reload haproxy",
+    )
+
+
+def _expiring_certificate() -> None:
+    """The renewal that never ran: the edge's certificate, signed again by the lab's CA
+    with two days left, on the control node (where the next converge finds it) and
+    served by the edge."""
+    cert, key = _edge_certificate()
+    kept = cert.with_name(cert.name + KEPT_SUFFIX)
+    if not kept.exists():
+        shutil.copy2(cert, kept)
+    pki = cert.parent
+    cert.write_bytes(
+        certificates.short_lived_copy(
+            kept.read_bytes(),
+            (pki / "ca.crt").read_bytes(),
+            (pki / "ca.key").read_bytes(),
+            CERT_DAYS_LEFT,
+        )
+    )
+    _serve_edge_certificate(cert, key)
+
+
+def _renewed_certificate() -> None:
+    """The certificate from before the fault, unless a converge has renewed it since; the
+    edge serving whichever it is."""
+    cert, key = _edge_certificate()
+    kept = cert.with_name(cert.name + KEPT_SUFFIX)
+    if kept.exists():
+        if certificates.days_left(cert.read_bytes()) <= CERT_DAYS_LEFT:
+            kept.replace(cert)
+        else:
+            kept.unlink()
+    _serve_edge_certificate(cert, key)
+
+
 # --- the catalogue ----------------------------------------------------------------------
 
 POSTGRES_UNIT = "postgresql@15-main"  # Debian 12's cluster, as the runbooks name it
@@ -295,6 +357,12 @@ FAULTS: dict[str, Fault] = {
             f"a transaction left open by hand holds a lock on {LOCKED_TABLE} against writes",
             bring=_hold_lock,
             clear=lambda: _end_db_client(LOCK_UNIT, LOCK_APPLICATION),
+        ),
+        Fault(
+            "cert-near-expiry",
+            f"the edge serves a certificate {CERT_DAYS_LEFT} days from expiry (no renewal ran)",
+            bring=_expiring_certificate,
+            clear=_renewed_certificate,
         ),
         _knob_fault(
             "payment-outage",

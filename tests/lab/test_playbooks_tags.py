@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 
 PHASES = ("preflight", "install", "configure", "service")
 # Task files other roles and plays run with tasks_from, each tagged <role>_<entry point>.
-ENTRY_POINTS = {"pki": ("issue", "trust"), "shop": ("migrate",)}
+ENTRY_POINTS = {"pki": ("issue", "sign", "trust"), "shop": ("migrate",)}
 # pki has no phases of its own: its main.yml is its `issue` entry point.
 MAIN_PHASES = {"pki": ("issue",)}
 IMPORT_TASKS = {"ansible.builtin.import_tasks", "import_tasks"}
