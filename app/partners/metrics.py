@@ -19,6 +19,14 @@ PAYMENT_OUTCOMES = ("approved", "declined", "error", "timeout", "unknown")
 # What a lookup by idempotency key found at a provider (ChargeState values).
 PAYMENT_LOOKUP_STATES = ("captured", "declined", "absent", "unknown")
 FRAUD_DECISIONS = ("allow", "challenge", "block")
+# What the courier gateway asks a courier (app/partners/couriers/gateway.py).
+COURIER_OPERATIONS = ("quote", "shipment", "tracking")
+# How one HTTP request to a courier ended. "refused": a 4xx other than 429 (an unserved
+# destination, a bad customs declaration: the courier working); "rate_limited": a 429;
+# "error": a 5xx other than 504, or no connection; "timeout": no answer in time, or a 504;
+# "deadline": cut short by the caller's own time budget (app/partners/deadline.py), which
+# is the shop's, not the courier's, as for the breaker.
+COURIER_OUTCOMES = ("ok", "refused", "rate_limited", "error", "timeout", "deadline")
 CIRCUIT_CLOSED, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN = 0, 1, 2
 
 PAYMENT_ATTEMPTS = Counter(
@@ -45,6 +53,11 @@ PAYMENT_CIRCUIT_STATE = Gauge(
 )
 FRAUD_DECISIONS_TOTAL = Counter(
     "shop_fraud_decisions_total", "Risk decisions on payments.", ["decision"]
+)
+COURIER_REQUESTS = Counter(
+    "shop_courier_requests_total",
+    "HTTP requests to a courier's API (each retry counts), by operation and how they ended.",
+    ["courier", "operation", "outcome"],
 )
 SHIPMENTS = Counter(
     "shop_shipments_total",
@@ -98,6 +111,14 @@ def declare_shipment_series(couriers: Iterable[str]) -> None:
     for courier in couriers:
         for state in ("created", "failed"):
             SHIPMENTS.labels(courier=courier, state=state)
+
+
+def declare_courier_request_series(couriers: Iterable[str]) -> None:
+    """Every courier request series at zero, so the error ratio is defined before a failure."""
+    for courier in couriers:
+        for operation in COURIER_OPERATIONS:
+            for outcome in COURIER_OUTCOMES:
+                COURIER_REQUESTS.labels(courier=courier, operation=operation, outcome=outcome)
 
 
 def declare_mail_series() -> None:

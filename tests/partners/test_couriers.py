@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from partners_support import WEBHOOK_SECRET, Sandbox, fast_settings, metric
+from prometheus_client import REGISTRY
 
 from app.api.webhooks import verified_json
 from app.partners.couriers import (
@@ -21,6 +22,7 @@ from app.partners.couriers import (
     tracking_update_from_webhook,
 )
 from app.partners.interfaces import CustomsItem, Parcel
+from app.partners.metrics import COURIER_OPERATIONS, COURIER_OUTCOMES
 from app.sandbox.couriers import create_app
 from app.sandbox.serving import serving
 
@@ -102,6 +104,67 @@ async def test_one_courier_down_leaves_the_other_all_down_is_unavailable(
     await couriers.set_faults("globex", outage=True)
     with pytest.raises(CourierUnavailable):
         await gateway.quote(parcel())
+
+
+def requests(courier: str, outcome: str, operation: str = "quote") -> float:
+    return metric(
+        "shop_courier_requests_total", courier=courier, operation=operation, outcome=outcome
+    )
+
+
+async def test_every_courier_request_series_exists_before_the_first_request():
+    gw = build_courier_gateway(fast_settings(couriers=["pigeon"]))
+    try:
+        values = {
+            (operation, outcome): REGISTRY.get_sample_value(
+                "shop_courier_requests_total",
+                {"courier": "pigeon", "operation": operation, "outcome": outcome},
+            )
+            for operation in COURIER_OPERATIONS
+            for outcome in COURIER_OUTCOMES
+        }
+    finally:
+        await gw.aclose()
+    assert set(values.values()) == {0.0}
+
+
+async def test_an_outage_counts_as_errors_of_that_courier_and_the_others_still_quote(
+    couriers: Sandbox, gateway: HttpCourierGateway
+):
+    before = {
+        (courier, outcome): requests(courier, outcome)
+        for courier in ("swiftpost", "globex")
+        for outcome in COURIER_OUTCOMES
+    }
+    await couriers.set_faults("swiftpost", outage=True)  # 503 to every request
+    quotes = await gateway.quote(parcel())
+    assert {q.courier for q in quotes} == {"globex"}
+    after = {key: requests(*key) for key in before}
+    moved = {key: after[key] - before[key] for key in before if after[key] != before[key]}
+    # Each of swiftpost's three attempts (the breaker is still closed) is one error.
+    assert moved == {("swiftpost", "error"): 3, ("globex", "ok"): 1}
+
+
+async def test_a_refused_quote_is_the_courier_working_not_an_error(gateway: HttpCourierGateway):
+    before = {outcome: requests("globex", outcome) for outcome in ("refused", "error")}
+    assert await gateway.quote(parcel("KP")) == []  # 422: no delivery there
+    assert requests("globex", "refused") == before["refused"] + 1
+    assert requests("globex", "error") == before["error"]
+
+
+async def test_shipment_and_tracking_requests_are_counted_as_their_operation(
+    gateway: HttpCourierGateway,
+):
+    shipments, tracking = requests("globex", "ok", "shipment"), requests("globex", "ok", "tracking")
+    shipment = await gateway.create_shipment(
+        option_id="globex:standard",
+        parcel=parcel(),
+        order_reference=f"ord-{uuid.uuid4().hex[:8]}",
+        address=ADDRESS,
+    )
+    await gateway.tracking(courier="globex", tracking_number=shipment.tracking_number)
+    assert requests("globex", "ok", "shipment") == shipments + 1
+    assert requests("globex", "ok", "tracking") == tracking + 1
 
 
 async def test_export_shipment_carries_customs_and_tracks_to_delivered(

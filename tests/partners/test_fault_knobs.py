@@ -203,18 +203,27 @@ PARCEL = Parcel(1000, "UA", "01001", 1000, "EUR")
 ADDRESS = {"name": "A", "line1": "B", "city": "Kyiv", "postal_code": "01001", "country": "UA"}
 
 
+def courier_requests(courier: str, operation: str, outcome: str) -> float:
+    return metric(
+        "shop_courier_requests_total", courier=courier, operation=operation, outcome=outcome
+    )
+
+
 @pytest.mark.parametrize(
-    ("knobs", "outcome"),
+    ("knobs", "outcome", "shop_outcome"),
     [
-        ({"error_rate": 100}, "error"),
-        ({"outage": True}, "outage"),
-        ({"timeout_rate": 100, "timeout_ms": 3000}, "timeout"),
+        ({"error_rate": 100}, "error", "error"),
+        ({"outage": True}, "outage", "error"),
+        ({"timeout_rate": 100, "timeout_ms": 3000}, "timeout", "timeout"),
     ],
 )
-async def test_courier_faults_fail_shipments_visibly(lab: Lab, knobs: dict, outcome: str):
+async def test_courier_faults_fail_shipments_visibly(
+    lab: Lab, knobs: dict, outcome: str, shop_outcome: str
+):
     await lab.turn("globex", **knobs)
     sandbox_before = sandbox_count("globex", outcome)
     failed_before = metric("shop_shipments_total", courier="globex", state="failed")
+    requests_before = courier_requests("globex", "shipment", shop_outcome)
     gateway = build_courier_gateway(lab.partner_settings(courier_timeout_seconds=0.2))
     try:
         with pytest.raises(CourierUnavailable):
@@ -228,6 +237,7 @@ async def test_courier_faults_fail_shipments_visibly(lab: Lab, knobs: dict, outc
         await gateway.aclose()
     assert sandbox_count("globex", outcome) == sandbox_before + 3
     assert metric("shop_shipments_total", courier="globex", state="failed") == failed_before + 1
+    assert courier_requests("globex", "shipment", shop_outcome) == requests_before + 3
 
 
 async def test_courier_latency_is_exported_and_slows_answers(lab: Lab):

@@ -10,6 +10,9 @@ A courier that answers 429 is not asked again (by this process) before its Retry
 (seconds or an HTTP date; 1 s when absent, at most 5 minutes); meanwhile it is left
 out of quotes and counted in `shop_courier_rate_limited_total` (the 429 answers, and
 the calls skipped for it); a rate limit is neither retried nor counted by the breaker.
+Every HTTP request to a courier, each retry too, is counted in
+`shop_courier_requests_total{courier,operation,outcome}` (operations and outcomes:
+app/partners/metrics.py); calls an open circuit or a Retry-After kept back are not requests.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class HttpCourierGateway:
         self._caller = caller
         self._not_before: dict[str, float] = {}  # courier -> monotonic time it may be asked
         metrics.declare_shipment_series(couriers)
+        metrics.declare_courier_request_series(couriers)
         for courier in couriers:
             for outcome in ("refused", "skipped"):
                 COURIER_RATE_LIMITED.labels(courier=courier, outcome=outcome)
@@ -128,9 +132,29 @@ class HttpCourierGateway:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _send(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; 5xx, timeouts and network errors raise ProviderFailure (retried),
-        429 ProviderRateLimited (not retried; the courier is left alone until Retry-After).
+    async def _send(
+        self, courier: str, operation: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        """One request, counted by how it ended: a failure by its kind (error, timeout,
+        deadline, rate_limited), an answer as ok, or as refused when it is a 4xx."""
+        try:
+            response = await self._request(courier, method, path, **kwargs)
+        except ProviderFailure as failure:
+            self._count(courier, operation, failure.kind)
+            raise
+        self._count(courier, operation, "ok" if response.status_code < 400 else "refused")
+        return response
+
+    @staticmethod
+    def _count(courier: str, operation: str, outcome: str) -> None:
+        if outcome not in metrics.COURIER_OUTCOMES:  # a failure kind without its own series
+            outcome = "error"
+        metrics.COURIER_REQUESTS.labels(courier=courier, operation=operation, outcome=outcome).inc()
+
+    async def _request(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The HTTP exchange; 5xx, timeouts and network errors raise ProviderFailure
+        (retried), 429 ProviderRateLimited (not retried; the courier is left alone until
+        Retry-After).
 
         Its timeouts are cut to what the deadline leaves (app/partners/deadline.py).
         """
@@ -157,18 +181,23 @@ class HttpCourierGateway:
             raise ProviderFailure(courier, kind, f"HTTP {response.status_code}")
         return response
 
-    async def _call(self, courier: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, courier: str, operation: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
         wait = self._not_before.get(courier, 0.0) - time.monotonic()
         if wait > 0:  # the courier asked us to come back later: it is not called
             COURIER_RATE_LIMITED.labels(courier=courier, outcome="skipped").inc()
             raise ProviderRateLimited(courier, wait, f"rate limited, {wait:.3f}s left")
-        return await self._caller.call(courier, lambda: self._send(courier, method, path, **kwargs))
+        return await self._caller.call(
+            courier, lambda: self._send(courier, operation, method, path, **kwargs)
+        )
 
     # --- quotes -------------------------------------------------------------
 
     async def _quote_one(self, courier: str, parcel: Parcel) -> list[ShippingQuote]:
         response = await self._call(
             courier,
+            "quote",
             "POST",
             "/v1/quotes",
             json={
@@ -248,6 +277,7 @@ class HttpCourierGateway:
         try:
             response = await self._call(
                 courier,
+                "shipment",
                 "POST",
                 "/v1/shipments",
                 json=body,
@@ -271,7 +301,9 @@ class HttpCourierGateway:
         if courier not in self._couriers:
             raise ValueError(f"unknown courier {courier!r}")
         try:
-            response = await self._call(courier, "GET", f"/v1/shipments/{tracking_number}/events")
+            response = await self._call(
+                courier, "tracking", "GET", f"/v1/shipments/{tracking_number}/events"
+            )
         except (CircuitOpen, ProviderFailure) as exc:
             raise CourierUnavailable(f"{courier} tracking unavailable: {exc}") from exc
         if response.status_code != 200:
