@@ -52,18 +52,29 @@ def render_role_template(
             ],
         }
     ]
-    (folder / "render.yml").write_text(yaml.safe_dump(play))
+    result = run_playbook(
+        play, folder, str(folder / "inventory.yml"),
+        "-e", yaml.safe_dump(overrides, default_flow_style=True),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RenderFailed(result.stdout + result.stderr)
+    return rendered
+
+
+def run_playbook(
+    play: list[dict[str, Any]], folder: Path, inventory: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`play` written to `folder` and run by ansible-playbook with the repository's
+    configuration and filter plugins, without privilege escalation."""
+    playbook = folder / "play.yml"
+    playbook.write_text(yaml.safe_dump(play))
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
         "ANSIBLE_BECOME": "false",
         "ANSIBLE_FILTER_PLUGINS": str(PLAYBOOKS / "filter_plugins"),
     }
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(folder / "inventory.yml"),
-         "-e", yaml.safe_dump(overrides, default_flow_style=True), str(folder / "render.yml")],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", inventory, *args, str(playbook)],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
-    if result.returncode != 0:
-        raise RenderFailed(result.stdout + result.stderr)
-    return rendered

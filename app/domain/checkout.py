@@ -347,6 +347,36 @@ async def _place_order(
     return order
 
 
+async def _place_or_replay(
+    services: CheckoutServices,
+    user: User,
+    cart_id: str,
+    body: CheckoutIn,
+    option: ShippingQuote,
+    key: str,
+    reference: str,
+    verdict: RiskAssessment,
+    snapshot: CartSnapshot,
+) -> Order:
+    """`_place_order`, its refusals counted by reason; a same-key race it lost is a replay."""
+    try:
+        return await _place_order(
+            services, user, cart_id, body, option, key, reference, verdict, snapshot
+        )
+    except OutOfStock:
+        _fail("out_of_stock")
+        raise
+    except CartChanged:
+        _fail("cart_changed")
+        raise
+    except IntegrityError:
+        # The same Idempotency-Key raced in from a parallel request: that one won.
+        existing = await _existing_order(services.db, user.id, key)
+        if existing is None:
+            raise
+        raise _Replay(existing) from None
+
+
 async def _charge(
     services: CheckoutServices, order: Order, user: User, body: CheckoutIn
 ) -> ChargeResult:
@@ -548,30 +578,15 @@ async def _place_and_charge(
             _fail("fraud_challenged")
             raise
     try:
-        order = await _place_order(
+        order = await _place_or_replay(
             services, user, cart_id, body, option, key, reference, verdict, snapshot
         )
-    except OutOfStock:
-        _fail("out_of_stock")
-        await _withdraw(services.risk, attempt)
-        raise
-    except CartChanged:
-        _fail("cart_changed")
-        await _withdraw(services.risk, attempt)
-        raise
-    except IntegrityError:
-        # The same Idempotency-Key raced in from a parallel request: that one won.
-        existing = await _existing_order(services.db, user.id, key)
-        if existing is None:
-            await _withdraw(services.risk, attempt)
-            raise
-        raise _Replay(existing) from None
-    except _Replay:  # the attempt that won goes on counting
+    except _Replay:  # a request with this key won: its attempt goes on counting
         raise
     except Exception:
-        # The database refused the order (locked, timed out, down): the customer will try
-        # again, and this attempt, which reached no payment provider, must not make that
-        # retry look like card testing.
+        # No order, so no charge (out of stock, the cart changed, the database refused the
+        # order): the customer will try again, and this attempt, which reached no payment
+        # provider, must not make that retry look like card testing.
         await _withdraw(services.risk, attempt)
         raise
     metrics.orders_total.labels("placed").inc()

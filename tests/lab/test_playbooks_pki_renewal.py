@@ -8,65 +8,40 @@ left alone. The TLSCertificateExpiryImminent runbook's mitigation relies on this
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
 from cryptography import x509
 
 from drills.certificates import short_lived_copy
+from tests.role_templates import PLAYBOOKS, run_playbook
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-BIN = Path(sys.executable).parent
 CERT_NAME = "edge"
 VALID_DAYS = 365
 RENEW_BEFORE_DAYS = 30
 
 
 def _sign(pki_dir: Path) -> None:
-    playbook = pki_dir.parent / "sign.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "vars": {
-                        "pki_dir": str(pki_dir),
-                        "pki_ca_common_name": "test CA",
-                        "pki_ca_valid_days": 825,
-                        "pki_cert_valid_days": VALID_DAYS,
-                        "pki_renew_before_days": RENEW_BEFORE_DAYS,
-                        "pki_cert_name": CERT_NAME,
-                        "pki_subject_alt_names": ["DNS:edge"],
-                    },
-                    "tasks": [
-                        {
-                            "ansible.builtin.import_tasks": str(
-                                PLAYBOOKS / "roles" / "pki" / "tasks" / "sign.yml"
-                            )
-                        }
-                    ],
-                }
-            ]
-        ),
-        encoding="utf-8",
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg")}
-    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
-        cwd=PLAYBOOKS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    play = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars": {
+                "pki_dir": str(pki_dir),
+                "pki_ca_common_name": "test CA",
+                "pki_ca_valid_days": 825,
+                "pki_cert_valid_days": VALID_DAYS,
+                "pki_renew_before_days": RENEW_BEFORE_DAYS,
+                "pki_cert_name": CERT_NAME,
+                "pki_subject_alt_names": ["DNS:edge"],
+            },
+            "tasks": [
+                {"ansible.builtin.import_tasks": str(PLAYBOOKS / "roles/pki/tasks/sign.yml")}
+            ],
+        }
+    ]
+    result = run_playbook(play, pki_dir.parent, "localhost,", timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
