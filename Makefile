@@ -50,15 +50,11 @@ lint: deps ## ruff check and format check
 	$(BIN)/ruff format --check .
 
 .PHONY: test
-# Two pytest sessions: the lab's tests start only once every shop, sandbox and database
-# of the first session has stopped (their idle workers doubled the lab's build time).
-# Both always run; the target fails if either does (exit 5, nothing collected, too).
-# The slowest tests of each are listed at the end: where the next minutes are.
+# Three pytest sessions (scripts/run-test-suite.sh): the lab built alone and its tests,
+# then its drills in the background while every test outside the lab runs, then the lab
+# removed. All always run; the target fails if any does (exit 5, nothing collected, too).
 test: deps lint ## Install what is needed and run the whole suite
-	@status=0; \
-	$(BIN)/pytest -m "not lab" --durations=25 || status=$$?; \
-	$(BIN)/pytest -m lab --durations=15 || status=$$?; \
-	exit $$status
+	BIN=$(BIN) scripts/run-test-suite.sh
 
 # --- the shop (app/) --------------------------------------------------------
 

@@ -287,3 +287,13 @@ def test_removing_the_lab_names_a_container_that_will_not_go(monkeypatch):
     monkeypatch.setattr(podman, "networks_with_label", lambda label: [])
     with pytest.raises(podman.PodmanError, match=r"shoplab-xx-db.*device or resource busy"):
         hosts.remove_all(LabSettings(name="xx"))
+
+
+def test_make_test_drills_and_removes_the_lab_the_lab_session_builds():
+    """scripts/run-test-suite.sh reuses the lab tests/lab/conftest.py builds (for the
+    drills) and removes it afterwards: both must name the same lab."""
+    from tests.lab.conftest import TEST_LAB_NAME, TEST_SUBNET_SHIFT
+
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "run-test-suite.sh").read_text()
+    assert f"TEST_LAB=(LAB_NAME={TEST_LAB_NAME} LAB_SUBNET_SHIFT={TEST_SUBNET_SHIFT})" in script
+    assert f"rm -rf --one-file-system lab/state/{TEST_LAB_NAME} " in script
