@@ -141,6 +141,31 @@ def _unpartition(host: str) -> None:
     _sh(host, f"nft delete table inet {PARTITION_TABLE} 2>/dev/null || true")
 
 
+# --- one app server's disk --------------------------------------------------------------
+
+DISK_FILL_HOST = "app-a1"
+RUNAWAY_LOG = "/var/log/drill-runaway.log"  # a log nobody rotates, grown in one burst
+DISK_LEFT_SHARE = 0.05  # of the filesystem left free (HostDiskSpaceLow's threshold is 10 %)
+
+
+def _fill_log_volume(host: str) -> None:
+    """/var/log filled to 95 %, on the host's own log volume (lab/disks.py): never on a
+    root that is this machine's disk."""
+    _sh(
+        host,
+        "mountpoint -q /var/log || { echo '/var/log is not a volume of its own on this host"
+        " (a lab built before lab/disks.py): rebuild the lab' >&2; exit 1; }\n"
+        "size=$(df --output=size -B1 /var/log | tail -n 1)\n"
+        "avail=$(df --output=avail -B1 /var/log | tail -n 1)\n"
+        f"fill=$((avail - size * {round(DISK_LEFT_SHARE * 100)} / 100))\n"
+        f'test "$fill" -gt 0 && fallocate --length "$fill" {RUNAWAY_LOG}',
+    )
+
+
+def _free_log_volume(host: str) -> None:
+    _sh(host, f"rm -f {RUNAWAY_LOG}")
+
+
 # --- the database: a client on the data host ---------------------------------------------
 
 HOG_UNIT = "drill-connection-hog"
@@ -363,6 +388,13 @@ FAULTS: dict[str, Fault] = {
             f"the edge serves a certificate {CERT_DAYS_LEFT} days from expiry (no renewal ran)",
             bring=_expiring_certificate,
             clear=_renewed_certificate,
+        ),
+        Fault(
+            "disk-fill",
+            f"{RUNAWAY_LOG} on {DISK_FILL_HOST} fills /var/log to "
+            f"{1 - DISK_LEFT_SHARE:.0%} in one burst",
+            bring=lambda: _fill_log_volume(DISK_FILL_HOST),
+            clear=lambda: _free_log_volume(DISK_FILL_HOST),
         ),
         _knob_fault(
             "payment-outage",

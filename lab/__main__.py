@@ -131,6 +131,7 @@ def cmd_down(settings: LabSettings) -> int:
     removed = hosts.remove_all(settings)
     print(f"removed containers: {', '.join(removed['containers']) or '-'}")
     print(f"removed networks: {', '.join(removed['networks']) or '-'}")
+    print(f"unmounted log volumes: {', '.join(removed['log_volumes']) or '-'}")
     pruned = _prune_stale_images()
     print(f"removed stale base images: {', '.join(pruned) or '-'}; kept {image.tag()}")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import topology
 
-from . import podman
+from . import disks, podman
 from .layout import HostPlan, peer_addresses, plan
 from .settings import LabSettings
 
@@ -25,14 +25,8 @@ ADMIN_USER = "admin"
 BOOT_TIMEOUT_S = 120
 SSH_PORT = 22
 
-# Hosts run their own nftables (NET_ADMIN). The default ulimits are refused on
-# this kind of machine, so they are set explicitly.
-RUN_FLAGS = (
-    "--systemd=always",
-    "--cap-add=NET_ADMIN",
-    "--ulimit=nofile=20000:20000",
-    "--ulimit=nproc=4096:4096",
-)
+# Hosts run their own nftables (NET_ADMIN).
+RUN_FLAGS = ("--systemd=always", "--cap-add=NET_ADMIN", *podman.RUN_ULIMITS)
 
 
 class LabError(RuntimeError):
@@ -96,7 +90,11 @@ def ensure_networks(settings: LabSettings) -> list[str]:
 
 
 def _run_args(
-    settings: LabSettings, host: HostPlan, hosts: dict[str, HostPlan], image: str
+    settings: LabSettings,
+    host: HostPlan,
+    hosts: dict[str, HostPlan],
+    image: str,
+    log_volume: Path | None = None,
 ) -> list[str]:
     args = [
         "run",
@@ -119,6 +117,8 @@ def _run_args(
     for key, container_port in host.published.items():
         loopback = settings.loopback_port(key)
         args += ["-p", f"127.0.0.1:{loopback or ''}:{container_port}"]
+    if log_volume is not None:
+        args += ["--volume", f"{log_volume}:{disks.LOG_MOUNTPOINT}"]
     args.append(image)
     return args
 
@@ -181,9 +181,14 @@ def ensure_hosts(settings: LabSettings, image: str) -> dict[str, HostPlan]:
     access = ssh_access(settings)
     for host in hosts.values():
         name = settings.container(host.name)
+        log_volume = (
+            disks.ensure_log_volume(settings, host.name, image)
+            if host.tier in disks.LOG_VOLUME_TIERS
+            else None
+        )
         if not podman.exists("container", name):
             try:
-                podman.run(_run_args(settings, host, hosts, image))
+                podman.run(_run_args(settings, host, hosts, image, log_volume))
             except podman.PodmanError as error:
                 if "address already in use" in str(error):
                     raise LabError(
@@ -226,7 +231,8 @@ def _remove_containers(names: list[str], attempts: int = 3) -> None:
 
 
 def remove_all(settings: LabSettings) -> dict[str, list[str]]:
-    """Remove the containers and networks labelled for this lab, and nothing else."""
+    """Remove the containers and networks labelled for this lab, and nothing else; unmount
+    its log volumes (the images stay in its state folder)."""
     label = f"{LAB_LABEL}={settings.name}"
     containers = [c["Names"][0] for c in podman.containers_with_label(label)]
     if containers:
@@ -234,4 +240,4 @@ def remove_all(settings: LabSettings) -> dict[str, list[str]]:
     networks = podman.networks_with_label(label)
     if networks:
         podman.run(["network", "rm", *networks])
-    return {"containers": containers, "networks": networks}
+    return {"containers": containers, "networks": networks, "log_volumes": disks.release(settings)}

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 GLOBAL_FLAGS = ("--runtime", "runc", "--cgroup-manager=cgroupfs")
+# The default ulimits are refused on this kind of machine ("error setting rlimit type 7:
+# operation not permitted"), so every `podman run` sets them explicitly.
+RUN_ULIMITS = ("--ulimit=nofile=20000:20000", "--ulimit=nproc=4096:4096")
 
 
 class PodmanError(RuntimeError):

@@ -219,3 +219,40 @@ def test_fault_knobs_are_turned_on_the_partners_host_and_show_in_prometheus(lab)
     finally:
         assert knobs("reset").returncode == 0
     wait_for(lambda: setting() == 0, "the knob back at 0 in Prometheus")
+
+
+def test_app_servers_log_to_a_volume_of_their_own_that_prometheus_watches(lab):
+    """The disk-fill drill fills an app server's /var/log: it must be a filesystem of its
+    own (lab/disks.py), never the overlay on this machine's disk, and watched by the
+    HostDisk* alerts' series."""
+    from lab import disks
+
+    app_hosts = [h.name for h in lab.hosts_in("app")]
+    for name in app_hosts:
+        h = lab.testinfra_host(name)
+        assert h.run("mountpoint -q /var/log").rc == 0, name
+        fstype, size = h.check_output("df --output=fstype,size -B1M /var/log | tail -n 1").split()
+        assert fstype == "ext4", (name, fstype)
+        assert 0.8 * disks.LOG_VOLUME_MIB < int(size) <= disks.LOG_VOLUME_MIB, (name, size)
+        assert h.file("/var/log/apt").is_directory, "seeded with the base image's /var/log"
+    assert lab.testinfra_host("db").run("mountpoint -q /var/log").rc != 0, "app servers only"
+
+    query = 'node_filesystem_size_bytes{mountpoint="/var/log",fstype="ext4"}'
+
+    def watched() -> set[str]:
+        with lab.monitoring_client() as client:
+            answer = client.get(
+                lab.url("prometheus") + "api/v1/query", params={"query": query}
+            ).json()["data"]["result"]
+        return {series["metric"]["instance"].split(":")[0] for series in answer}
+
+    wait_for(lambda: watched() == set(app_hosts), "Prometheus to hold every log volume")
+
+    # podman's bind mounts of this machine's /etc/hosts and friends are not the hosts'
+    # disks: on a machine with under 25 % free they would page HostDiskWillFillIn4Hours
+    with lab.monitoring_client() as client:
+        answer = client.get(
+            lab.url("prometheus") + "api/v1/query",
+            params={"query": 'node_filesystem_size_bytes{mountpoint=~"/etc/.+"}'},
+        ).json()["data"]["result"]
+    assert answer == [], [series["metric"] for series in answer]
