@@ -17,14 +17,15 @@ cd "$(dirname "$0")/.."
 
 BIN=${BIN:-.venv/bin}
 # The lab the test sessions build (tests/lab/conftest.py: TEST_LAB_NAME, TEST_SUBNET_SHIFT).
-TEST_LAB=(LAB_NAME=shoplab-test LAB_SUBNET_SHIFT=100)
+TEST_LAB_NAME=shoplab-test
+TEST_LAB=(LAB_NAME=$TEST_LAB_NAME LAB_SUBNET_SHIFT=100)
 DRILLS_LOG=reports/drills/make-test.log
 
 status=0
 note() { printf '\n=== make test: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 remove_lab() {
     env "${TEST_LAB[@]}" "$BIN/python" -m lab down >/dev/null 2>&1 || true
-    rm -rf --one-file-system lab/state/shoplab-test  # never into a log volume left mounted
+    rm -rf --one-file-system "lab/state/$TEST_LAB_NAME"  # never into a log volume left mounted
 }
 trap remove_lab EXIT
 

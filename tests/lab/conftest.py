@@ -63,6 +63,13 @@ class RunningLab:
         """Prometheus and Alertmanager as the operator reaches them: the lab CA, basic auth."""
         return httpx.Client(verify=self.tls(), auth=self.monitoring.auth(), timeout=10)
 
+    def prometheus_query(self, query: str) -> list[dict]:
+        """The series of an instant query to the lab's Prometheus, as the operator asks it."""
+        with self.monitoring_client() as client:
+            answer = client.get(self.url("prometheus") + "api/v1/query", params={"query": query})
+        answer.raise_for_status()
+        return answer.json()["data"]["result"]
+
     def hosts_in(self, tier: str) -> list[HostPlan]:
         return [h for h in self.hosts.values() if h.tier == tier]
 

@@ -295,5 +295,6 @@ def test_make_test_drills_and_removes_the_lab_the_lab_session_builds():
     from tests.lab.conftest import TEST_LAB_NAME, TEST_SUBNET_SHIFT
 
     script = (Path(__file__).resolve().parents[2] / "scripts" / "run-test-suite.sh").read_text()
-    assert f"TEST_LAB=(LAB_NAME={TEST_LAB_NAME} LAB_SUBNET_SHIFT={TEST_SUBNET_SHIFT})" in script
-    assert f"rm -rf --one-file-system lab/state/{TEST_LAB_NAME} " in script
+    assert f"TEST_LAB_NAME={TEST_LAB_NAME}\n" in script
+    assert f"TEST_LAB=(LAB_NAME=$TEST_LAB_NAME LAB_SUBNET_SHIFT={TEST_SUBNET_SHIFT})" in script
+    assert 'rm -rf --one-file-system "lab/state/$TEST_LAB_NAME" ' in script

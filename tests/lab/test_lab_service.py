@@ -207,10 +207,7 @@ def test_fault_knobs_are_turned_on_the_partners_host_and_show_in_prometheus(lab)
         query = 'sandbox_fault_setting{service="swiftpost",knob="latency_ms"}'
 
         def setting() -> float | None:
-            with lab.monitoring_client() as client:
-                answer = client.get(
-                    lab.url("prometheus") + "api/v1/query", params={"query": query}
-                ).json()["data"]["result"]
+            answer = lab.prometheus_query(query)
             return float(answer[0]["value"][1]) if answer else None
 
         wait_for(lambda: setting() == 250, "Prometheus to scrape the turned knob")
@@ -240,19 +237,11 @@ def test_app_servers_log_to_a_volume_of_their_own_that_prometheus_watches(lab):
     query = 'node_filesystem_size_bytes{mountpoint="/var/log",fstype="ext4"}'
 
     def watched() -> set[str]:
-        with lab.monitoring_client() as client:
-            answer = client.get(
-                lab.url("prometheus") + "api/v1/query", params={"query": query}
-            ).json()["data"]["result"]
-        return {series["metric"]["instance"].split(":")[0] for series in answer}
+        return {s["metric"]["instance"].split(":")[0] for s in lab.prometheus_query(query)}
 
     wait_for(lambda: watched() == set(app_hosts), "Prometheus to hold every log volume")
 
     # podman's bind mounts of this machine's /etc/hosts and friends are not the hosts'
     # disks: on a machine with under 25 % free they would page HostDiskWillFillIn4Hours
-    with lab.monitoring_client() as client:
-        answer = client.get(
-            lab.url("prometheus") + "api/v1/query",
-            params={"query": 'node_filesystem_size_bytes{mountpoint=~"/etc/.+"}'},
-        ).json()["data"]["result"]
+    answer = lab.prometheus_query('node_filesystem_size_bytes{mountpoint=~"/etc/.+"}')
     assert answer == [], [series["metric"] for series in answer]
